@@ -1,0 +1,3 @@
+"""owl: open weights, local."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,99 @@
+"""The OwlError hierarchy: every error says what went wrong and what to do next.
+
+Errors subclass the builtin that best describes them (huggingface_hub's style), so
+callers that do not know owl can still catch `LookupError` or `ValueError`.
+The CLI prints `str(err)` as one line; the server maps `http_status` to a response.
+"""
+
+from __future__ import annotations
+
+
+class OwlError(Exception):
+    """Base of every error owl raises on purpose."""
+
+    http_status = 500
+    code = "owl_error"
+
+
+class InvalidModelName(OwlError, ValueError):
+    """A name, reference or digest that does not parse."""
+
+    http_status = 400
+    code = "invalid_model_name"
+
+
+class ModelNotFound(OwlError, LookupError):
+    """No model by that name in the store, and nothing to pull it from."""
+
+    http_status = 404
+    code = "model_not_found"
+
+
+class NameClash(OwlError, FileExistsError):
+    """A pull would give a name that another model already has."""
+
+    http_status = 409
+    code = "name_clash"
+
+
+class SourceNotFound(OwlError, FileNotFoundError):
+    """A file, URL, package or Hub repository that does not exist."""
+
+    http_status = 404
+    code = "source_not_found"
+
+
+class DownloadError(OwlError, ConnectionError):
+    """A download that failed or stopped early; its partial file is kept to resume."""
+
+    http_status = 502
+    code = "download_failed"
+
+
+class DigestMismatch(OwlError, ValueError):
+    """Downloaded bytes whose sha256 is not the one expected; nothing was stored."""
+
+    http_status = 502
+    code = "digest_mismatch"
+
+
+class ModelFormatError(OwlError, ValueError):
+    """A file that is not a model owl can read (wrong format, truncated, malformed)."""
+
+    http_status = 422
+    code = "invalid_model_file"
+
+
+class StoreCorrupted(OwlError, RuntimeError):
+    """A manifest or blob in OWL_HOME that is missing or damaged."""
+
+    http_status = 500
+    code = "store_corrupted"
+
+
+class EngineError(OwlError, RuntimeError):
+    """The inference engine could not load a model or generate."""
+
+    http_status = 500
+    code = "engine_error"
+
+
+class ContextOverflow(OwlError, ValueError):
+    """A prompt longer than the model's context window."""
+
+    http_status = 400
+    code = "context_length_exceeded"
+
+
+class TemplateError(OwlError, ValueError):
+    """A chat template that fails to render or tries to escape its sandbox."""
+
+    http_status = 400
+    code = "chat_template_error"
+
+
+class InsufficientSpace(OwlError, OSError):
+    """Not enough free disk for a download."""
+
+    http_status = 507
+    code = "insufficient_storage"

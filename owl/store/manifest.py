@@ -1,0 +1,68 @@
+"""Manifests: a model's name → its files by digest, with where they came from.
+
+One JSON file per model at `OWL_HOME/manifests/<name>/<tag>.json`, written atomically.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from owl.store.ref import DEFAULT_TAG, ModelName, RefKind, validate_digest
+
+SCHEMA_VERSION = 1
+
+
+class FileEntry(BaseModel):
+    """One file of a model: its role (the weights are "model"), digest and size."""
+
+    role: str = "model"
+    filename: str
+    digest: str
+    size: int = Field(ge=0)
+
+    @field_validator("digest")
+    @classmethod
+    def _valid_digest(cls, value: str) -> str:
+        return validate_digest(value)
+
+
+class Source(BaseModel):
+    """Where the files came from, enough to pull them again."""
+
+    kind: RefKind
+    uri: str
+    revision: str | None = None
+
+
+class Manifest(BaseModel):
+    """What the store knows of one model."""
+
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    tag: str = DEFAULT_TAG
+    format: str
+    files: list[FileEntry]
+    source: Source
+    license: str | None = None
+    pulled_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    info: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def model_name(self) -> ModelName:
+        return ModelName(self.name, self.tag)
+
+    @property
+    def display_name(self) -> str:
+        return str(self.model_name)
+
+    @property
+    def weights(self) -> FileEntry:
+        """The file the engine loads."""
+        return next(entry for entry in self.files if entry.role == "model")
+
+    @property
+    def size(self) -> int:
+        return sum(entry.size for entry in self.files)

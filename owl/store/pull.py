@@ -1,0 +1,164 @@
+"""pull and resolve: from any reference to a manifest in the store."""
+
+from __future__ import annotations
+
+from owl.config import Settings
+from owl.errors import ModelFormatError, ModelNotFound, NameClash, SourceNotFound
+from owl.formats import detect, inspect
+from owl.store.aliases import aliases, find_alias
+from owl.store.blobs import Progress
+from owl.store.manifest import FileEntry, Manifest, Source
+from owl.store.ref import ModelName, ModelRef, RefKind, parse_name, parse_ref
+from owl.store.sources import fetch
+from owl.store.store import Store
+
+
+def _same_source(manifest: Manifest, ref: ModelRef, uri: str) -> bool:
+    return manifest.source.kind is ref.kind and manifest.source.uri in (uri, ref.raw)
+
+
+def _source_uri(ref: ModelRef) -> str:
+    if ref.kind is RefKind.FILE and ref.path is not None:
+        return str(ref.path.expanduser().resolve())
+    return ref.raw
+
+
+def pull(
+    ref: ModelRef | str,
+    *,
+    store: Store,
+    settings: Settings,
+    name: str | None = None,
+    license: str | None = None,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Bring a model into the store and return its manifest.
+
+    `ref` is a store name or built-in alias, a local file, an http(s) URL, an `hf:` Hub
+    file or a `package:` file. The model is named `name`, else the file's stem. Pulling
+    a name already stored from a different source raises NameClash.
+    """
+    ref = parse_ref(ref) if isinstance(ref, str) else ref
+    if ref.kind is RefKind.NAME:
+        assert ref.name is not None
+        existing = store.find(ref.name)
+        if existing is not None:
+            if store.blobs.has(existing.weights.digest):
+                return existing
+            # Its blob was lost: pull it again from where it came from.
+            return pull(
+                existing.source.uri,
+                store=store,
+                settings=settings,
+                name=str(ref.name),
+                license=existing.license,
+                progress=progress,
+            )
+        alias = find_alias(ref.name)
+        if alias is None:
+            known = ", ".join(str(alias_name) for alias_name in aliases())
+            raise ModelNotFound(
+                f"model '{ref.name}' is not in the store and is not a built-in name ({known}); "
+                "pull a file, URL or Hub file: "
+                "owl pull ./model.gguf | https://host/model.gguf | hf:Org/Repo/file.gguf"
+            )
+        return pull(
+            alias.source,
+            store=store,
+            settings=settings,
+            name=name or str(alias.name),
+            license=license or alias.license,
+            progress=progress,
+        )
+
+    target = parse_name(name) if name else ref.default_name()
+    uri = _source_uri(ref)
+    existing = store.find(target)
+    if existing is not None and not _same_source(existing, ref, uri):
+        raise NameClash(
+            f"a model named '{target}' already exists (from {existing.source.uri}); "
+            f"pull with --name OTHER, or `owl rm {target}` first"
+        )
+    if ref.kind is RefKind.FILE and ref.path is not None and ref.path.is_file():
+        detect(ref.path)  # refuse a non-model file before copying it
+
+    fetched = fetch(ref, blobs=store.blobs, settings=settings, progress=progress)
+    blob = store.blobs.path(fetched.digest)
+    try:
+        info = inspect(blob)
+    except ModelFormatError:
+        if not any(
+            entry.digest == fetched.digest for manifest in store.list() for entry in manifest.files
+        ):
+            store.blobs.remove(fetched.digest)
+        raise
+    manifest = Manifest(
+        name=target.name,
+        tag=target.tag,
+        format=info.format,
+        files=[
+            FileEntry(filename=fetched.filename, digest=fetched.digest, size=fetched.size)
+        ],
+        source=Source(kind=ref.kind, uri=fetched.uri, revision=fetched.revision),
+        license=license or info.license,
+        info=info.summary(),
+    )
+    store.save(manifest)
+    return manifest
+
+
+def register_embedded(store: Store, settings: Settings) -> list[Manifest]:
+    """Put every built-in model that ships inside an installed package into the store.
+
+    Runs once per OWL_HOME (a marker file remembers it), so `owl rm` of such a model sticks.
+    """
+    marker = store.home / ".embedded-registered"
+    done = set(marker.read_text().split()) if marker.exists() else set()
+    registered = []
+    for alias in aliases().values():
+        if not alias.offline or str(alias.name) in done:
+            continue
+        if store.find(alias.name) is None:
+            try:
+                registered.append(pull(str(alias.name), store=store, settings=settings))
+            except SourceNotFound:
+                continue  # its package is not installed: nothing to register
+        done.add(str(alias.name))
+    marker.write_text("\n".join(sorted(done)) + "\n")
+    return registered
+
+
+def resolve(
+    ref: ModelRef | str, *, store: Store, settings: Settings, pull_missing: bool = False
+) -> Manifest:
+    """The manifest a reference names, for running or inspecting it.
+
+    A store name is looked up (a built-in model inside an installed package is registered
+    on first use, with no network). Any other reference is matched against the sources of
+    stored models; with `pull_missing` it is pulled when absent.
+    """
+    ref = parse_ref(ref) if isinstance(ref, str) else ref
+    if ref.kind is RefKind.NAME:
+        assert ref.name is not None
+        manifest = store.find(ref.name)
+        if manifest is not None:
+            return manifest
+        alias = find_alias(ref.name)
+        if alias is not None and (alias.offline or pull_missing):
+            return pull(ref, store=store, settings=settings)
+        raise ModelNotFound(store.not_found_message(ref.name))
+    uri = _source_uri(ref)
+    for manifest in store.list():
+        if _same_source(manifest, ref, uri):
+            return manifest
+    if pull_missing:
+        return pull(ref, store=store, settings=settings)
+    raise ModelNotFound(f"{ref.raw} is not in the store; run `owl pull {ref.raw}` first")
+
+
+def open_store(settings: Settings) -> Store:
+    """The store under settings.home."""
+    return Store(settings.home)
+
+
+__all__ = ["ModelName", "open_store", "pull", "register_embedded", "resolve"]

@@ -1,0 +1,44 @@
+"""Sources: where a model's bytes come from. Each puts one file into the blob store.
+
+A source module has `fetch(ref, *, blobs, settings, progress) -> Fetched`; the registry
+below maps a reference kind to it, so a new source is one module and one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import import_module
+
+from owl.config import Settings
+from owl.store.blobs import BlobStore, Progress
+from owl.store.ref import ModelRef, RefKind
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A file now in the blob store, and what its source said about it."""
+
+    digest: str
+    size: int
+    filename: str
+    uri: str
+    revision: str | None = None
+
+
+Fetch = Callable[..., Fetched]
+
+_MODULES = {
+    RefKind.FILE: "owl.store.sources.file",
+    RefKind.URL: "owl.store.sources.http",
+    RefKind.HF: "owl.store.sources.hf",
+    RefKind.PACKAGE: "owl.store.sources.package",
+}
+
+
+def fetch(
+    ref: ModelRef, *, blobs: BlobStore, settings: Settings, progress: Progress | None = None
+) -> Fetched:
+    """Bring the file `ref` names into `blobs` (modules load lazily: huggingface_hub is slow)."""
+    module = import_module(_MODULES[ref.kind])
+    return module.fetch(ref, blobs=blobs, settings=settings, progress=progress)

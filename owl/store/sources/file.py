@@ -1,0 +1,25 @@
+"""A local file, copied into the store."""
+
+from __future__ import annotations
+
+from owl.config import Settings
+from owl.errors import SourceNotFound
+from owl.store.blobs import BlobStore, Progress
+from owl.store.ref import ModelRef
+from owl.store.sources import Fetched
+
+
+def fetch(
+    ref: ModelRef, *, blobs: BlobStore, settings: Settings, progress: Progress | None = None
+) -> Fetched:
+    """Copy the file into the blob store, hashing it on the way."""
+    assert ref.path is not None
+    path = ref.path.expanduser()
+    if not path.exists():
+        raise SourceNotFound(f"no such file: {path}; check the path")
+    if not path.is_file():
+        raise SourceNotFound(f"{path} is not a file; give the path of a model file (.gguf)")
+    digest = blobs.import_file(path, progress=progress)
+    return Fetched(
+        digest=digest, size=path.stat().st_size, filename=path.name, uri=str(path.resolve())
+    )

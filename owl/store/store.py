@@ -1,0 +1,107 @@
+"""The store: blobs plus manifests under one OWL_HOME."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from owl.errors import ModelNotFound, StoreCorrupted
+from owl.store.blobs import BlobStore
+from owl.store.manifest import Manifest
+from owl.store.ref import ModelName
+
+
+class Store:
+    """Models by name in `home`: manifests naming content-addressed blobs."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.blobs = BlobStore(home / "blobs")
+        self.manifest_dir = home / "manifests"
+        self.manifest_dir.mkdir(parents=True, exist_ok=True)
+
+    def _manifest_path(self, name: ModelName) -> Path:
+        # ModelName is validated: neither part can hold a separator or '..'.
+        return self.manifest_dir / name.name / f"{name.tag}.json"
+
+    def _read(self, path: Path) -> Manifest:
+        try:
+            return Manifest.model_validate_json(path.read_bytes())
+        except (OSError, ValidationError, ValueError) as err:
+            raise StoreCorrupted(
+                f"manifest {path} is unreadable ({type(err).__name__}); "
+                f"delete it and pull the model again"
+            ) from err
+
+    def find(self, name: ModelName) -> Manifest | None:
+        """The manifest of `name`, or None when no such model is stored."""
+        path = self._manifest_path(name)
+        return self._read(path) if path.is_file() else None
+
+    def get(self, name: ModelName) -> Manifest:
+        """The manifest of `name`; ModelNotFound (with close matches) when absent."""
+        manifest = self.find(name)
+        if manifest is None:
+            raise ModelNotFound(self.not_found_message(name))
+        return manifest
+
+    def not_found_message(self, name: ModelName) -> str:
+        known = [manifest.display_name for manifest in self.list()]
+        close = difflib.get_close_matches(str(name), known, n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        return f"model '{name}' is not in the store; run `owl pull {name}` or `owl list`.{hint}"
+
+    def list(self) -> list[Manifest]:
+        """Every stored model, sorted by name."""
+        manifests = [self._read(path) for path in sorted(self.manifest_dir.glob("*/*.json"))]
+        return sorted(manifests, key=lambda manifest: manifest.display_name)
+
+    def save(self, manifest: Manifest) -> None:
+        """Write a manifest atomically (temp file, then rename)."""
+        path = self._manifest_path(manifest.model_name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps(manifest.model_dump(mode="json"), indent=2).encode()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(payload)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def remove(self, name: ModelName) -> Manifest:
+        """Delete a model's manifest, then those of its blobs no other model uses."""
+        manifest = self.get(name)
+        path = self._manifest_path(name)
+        path.unlink()
+        try:
+            path.parent.rmdir()
+        except OSError:
+            pass  # other tags of this name remain
+        # Only this model's own blobs: a blob that a concurrent pull has just committed
+        # but not yet named in a manifest must survive.
+        for digest in {entry.digest for entry in manifest.files} - self._used_digests():
+            self.blobs.remove(digest)
+        return manifest
+
+    def weights_path(self, manifest: Manifest) -> Path:
+        """The path of the file the engine loads; StoreCorrupted if its blob is gone."""
+        return self.blobs.require(manifest.weights.digest)
+
+    def _used_digests(self) -> set[str]:
+        return {entry.digest for manifest in self.list() for entry in manifest.files}
+
+    def collect_garbage(self) -> list[str]:
+        """Remove blobs that no manifest names; returns their digests."""
+        unused = sorted(self.blobs.digests() - self._used_digests())
+        for digest in unused:
+            self.blobs.remove(digest)
+        return unused
