@@ -1,0 +1,40 @@
+# Quick start: `make run` answers a prompt with the embedded model; `make test` runs the suite.
+# Both create .venv and install everything they need themselves.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROMPT ?= Why is the sky blue?
+PYTEST_ARGS ?=
+
+# llama-cpp-python compiles llama.cpp from source. Its default native build turns on every
+# instruction set the build machine reports (AVX-512, AMX); on the virtual machines owl is
+# tested on, that build crashed at the first batched decode. AVX2 runs on every x86-64 CPU
+# of the last decade. pip caches the wheel it builds, so this compile happens once.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+
+.PHONY: run test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@ $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run
+	$(BIN)/owl run smollm2 "$(PROMPT)"
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/decode.py
+	$(BIN)/python bench/first_token.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,158 @@
+"""owl pull | list | show | rm."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from owl.cli.common import print_json, settings, store_for
+from owl.formats import human_bytes, human_count, inspect
+from owl.store import parse_name, pull, register_embedded, resolve
+
+console = Console()
+JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def pull_command(
+    ref: Annotated[str, typer.Argument(help="NAME, ./file.gguf, https://…, hf:Org/Repo/file.gguf")],
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Store it under this name.")] = None,
+) -> None:
+    """Pull a model into the store (resumable, verified by sha256)."""
+    config = settings()
+    store = store_for(config)
+    with Progress(
+        TextColumn("[bold]pulling[/bold]"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("pull", total=None)
+
+        def progress(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        manifest = pull(ref, store=store, settings=config, name=name, progress=progress)
+    console.print(
+        f"pulled [bold]{manifest.display_name}[/bold] "
+        f"({human_bytes(manifest.size)}, {manifest.weights.digest[:19]})"
+    )
+
+
+def list_command(json_output: JSON = False) -> None:
+    """List the models in the store."""
+    config = settings()
+    store = store_for(config)
+    register_embedded(store, config)
+    manifests = store.list()
+    if json_output:
+        print_json([manifest.model_dump(mode="json") for manifest in manifests])
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("NAME", "SIZE", "FORMAT", "QUANT", "PARAMS", "LICENSE", "DIGEST"):
+        table.add_column(column)
+    for manifest in manifests:
+        table.add_row(
+            manifest.display_name,
+            human_bytes(manifest.size),
+            manifest.format,
+            manifest.info.get("quantization") or "-",
+            human_count(manifest.info.get("parameters")),
+            manifest.license or "-",
+            manifest.weights.digest.removeprefix("sha256:")[:12],
+        )
+    console.print(table)
+
+
+def show_command(
+    model: Annotated[str, typer.Argument(help="A model in the store.")],
+    json_output: JSON = False,
+    template: Annotated[bool, typer.Option("--template", help="Print only the chat template.")] = False,
+) -> None:
+    """Show a model's architecture, parameters, quantization, template, license, source."""
+    config = settings()
+    store = store_for(config)
+    manifest = resolve(model, store=store, settings=config)
+    info = inspect(store.weights_path(manifest))
+    if template:
+        print(info.chat_template or "")
+        return
+    details = {
+        "name": manifest.display_name,
+        "architecture": info.architecture,
+        "parameters": info.parameters,
+        "quantization": info.quantization,
+        "tensor_types": info.tensor_types,
+        "context_length": info.context_length,
+        "embedding_length": info.embedding_length,
+        "block_count": info.block_count,
+        "head_count": info.head_count,
+        "vocab_size": info.vocab_size,
+        "license": manifest.license or info.license,
+        "format": manifest.format,
+        "size": manifest.size,
+        "digest": manifest.weights.digest,
+        "source": manifest.source.model_dump(mode="json"),
+        "pulled_at": manifest.pulled_at.isoformat(),
+        "chat_template": info.chat_template,
+        "metadata": info.metadata,
+    }
+    if json_output:
+        print_json(details)
+        return
+    table = Table(box=None, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("name", manifest.display_name),
+        ("architecture", info.architecture or "-"),
+        ("parameters", f"{human_count(info.parameters)} ({info.parameters:,})" if info.parameters else "-"),
+        ("quantization", info.quantization or "-"),
+        ("tensor types", ", ".join(f"{kind}×{count}" for kind, count in info.tensor_types.items())),
+        ("context length", str(info.context_length or "-")),
+        ("embedding length", str(info.embedding_length or "-")),
+        ("layers", str(info.block_count or "-")),
+        ("vocabulary", str(info.vocab_size or "-")),
+        ("license", details["license"] or "-"),
+        ("size", human_bytes(manifest.size)),
+        ("digest", manifest.weights.digest),
+        ("source", manifest.source.uri + (f" @ {manifest.source.revision}" if manifest.source.revision else "")),
+        ("pulled", manifest.pulled_at.strftime("%Y-%m-%d %H:%M:%S %Z")),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+    if info.chat_template:
+        console.print("[bold]chat template[/bold]")
+        console.print(info.chat_template, markup=False, highlight=False)
+
+
+def rm_command(
+    names: Annotated[list[str], typer.Argument(help="Models to delete.")],
+) -> None:
+    """Delete models from the store (and the files no other model uses)."""
+    store = store_for(settings())
+    for name in names:
+        manifest = store.remove(parse_name(name))
+        console.print(f"deleted [bold]{manifest.display_name}[/bold]")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pull")(pull_command)
+    app.command("list")(list_command)
+    app.command("ls", hidden=True)(list_command)
+    app.command("show")(show_command)
+    app.command("rm")(rm_command)

@@ -1,0 +1,103 @@
+"""owl run: one answer streamed to stdout, or an interactive chat."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from owl.cli.common import settings, store_for
+from owl.engine import Model, SamplingParams
+from owl.errors import OwlError
+
+
+def _stream(model: Model, messages: list[dict[str, str]], params: SamplingParams) -> str:
+    parts = []
+    for delta in model.chat(messages, params):
+        if delta.text:
+            sys.stdout.write(delta.text)
+            sys.stdout.flush()
+            parts.append(delta.text)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    return "".join(parts)
+
+
+def _chat(model: Model, system: str | None, params: SamplingParams) -> None:
+    typer.echo(f"chatting with {model.name}; /clear forgets the conversation, /bye or Ctrl-D ends it", err=True)
+    history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
+    start = len(history)
+    while True:
+        try:
+            line = input(">>> ")
+        except EOFError:
+            typer.echo("", err=True)
+            return
+        if not line.strip():
+            continue
+        if line.strip() in ("/bye", "/exit", "/quit"):
+            return
+        if line.strip() == "/clear":
+            del history[start:]
+            continue
+        history.append({"role": "user", "content": line})
+        try:
+            reply = _stream(model, history, params)
+        except OwlError as err:  # e.g. the context is full: say so and keep the session
+            history.pop()
+            typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+            continue
+        history.append({"role": "assistant", "content": reply})
+
+
+def run_command(
+    model: Annotated[str, typer.Argument(help="A model name, file, URL or hf: reference.")],
+    prompt: Annotated[str | None, typer.Argument(help="Omit for an interactive chat.")] = None,
+    system: Annotated[str | None, typer.Option(help="A system message.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="0 = greedy.")] = None,
+    top_p: Annotated[float | None, typer.Option()] = None,
+    top_k: Annotated[int | None, typer.Option()] = None,
+    min_p: Annotated[float | None, typer.Option()] = None,
+    repeat_penalty: Annotated[float | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    max_tokens: Annotated[int | None, typer.Option()] = None,
+    stop: Annotated[list[str] | None, typer.Option(help="Stop at this text (repeatable).")] = None,
+    ctx: Annotated[int | None, typer.Option(help="Context window in tokens (0 = the model's).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
+) -> None:
+    """Answer PROMPT with MODEL, streaming the reply; without PROMPT, chat."""
+    from owl import engine
+    from owl.store import resolve
+
+    config = settings(ctx=ctx, threads=threads)
+    given = {
+        "temperature": temperature,
+        "top_p": top_p,
+        "top_k": top_k,
+        "min_p": min_p,
+        "repeat_penalty": repeat_penalty,
+        "seed": seed,
+        "max_tokens": max_tokens,
+    }
+    try:
+        params = SamplingParams(
+            **{key: value for key, value in given.items() if value is not None}, stop=tuple(stop or ())
+        )
+    except ValueError as err:
+        raise typer.BadParameter(str(err).splitlines()[-1]) from None
+    store = store_for(config)
+    manifest = resolve(model, store=store, settings=config, pull_missing=True)
+    loaded = engine.load(manifest, store=store, settings=config)
+    if prompt is None and not sys.stdin.isatty():
+        prompt = sys.stdin.read()
+    if prompt is None:
+        _chat(loaded, system, params)
+        return
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": prompt})
+    _stream(loaded, messages, params)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_command)

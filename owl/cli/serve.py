@@ -1,0 +1,25 @@
+"""owl serve: the OpenAI-compatible HTTP API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from owl.cli.common import settings
+
+
+def serve_command(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (OWL_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (OWL_PORT).")] = None,
+    ctx: Annotated[int | None, typer.Option(help="Context window per model (0 = the model's).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
+) -> None:
+    """Serve the store's models over an OpenAI-compatible API."""
+    from owl.server import serve
+
+    serve(settings(host=host, port=port, ctx=ctx, threads=threads))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_command)

@@ -1,0 +1,49 @@
+"""The engine: load a stored model into a backend and generate from it.
+
+Backends register by model format; llama.cpp (GGUF) is the default and only one so far.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from owl.config import Settings
+from owl.engine.backend import Backend
+from owl.engine.model import Delta, Model, Usage
+from owl.engine.sampling import SamplingParams
+from owl.errors import EngineError
+from owl.store import Manifest, Store
+
+
+def _llamacpp(path: Path, *, n_ctx: int, threads: int) -> Backend:
+    from owl.engine.llamacpp import LlamaCppBackend
+
+    return LlamaCppBackend(path, n_ctx=n_ctx, threads=threads)
+
+
+BACKENDS: dict[str, Callable[..., Backend]] = {"gguf": _llamacpp}
+
+
+def context_size(manifest: Manifest, settings: Settings) -> int:
+    """settings.ctx, capped by what the model was trained for (0: the model's own)."""
+    trained = manifest.info.get("context_length") or 0
+    if settings.ctx == 0:
+        return trained
+    return min(settings.ctx, trained) if trained else settings.ctx
+
+
+def load(manifest: Manifest, *, store: Store, settings: Settings) -> Model:
+    """Load a stored model with the backend for its format."""
+    factory = BACKENDS.get(manifest.format)
+    if factory is None:
+        raise EngineError(
+            f"model '{manifest.display_name}' is {manifest.format}; owl runs "
+            f"{', '.join(BACKENDS)} models. Convert it to GGUF first"
+        )
+    path = store.weights_path(manifest)
+    backend = factory(path, n_ctx=context_size(manifest, settings), threads=settings.threads)
+    return Model(backend, name=manifest.display_name)
+
+
+__all__ = ["BACKENDS", "Backend", "Delta", "Model", "SamplingParams", "Usage", "load"]

@@ -1,0 +1,117 @@
+"""Model: a backend plus its chat template; prompts in, streamed text deltas out."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from owl.engine.backend import Backend
+from owl.engine.sampling import SamplingParams
+from owl.engine.template import ChatTemplate
+from owl.engine.textstream import TextStream
+from owl.errors import ContextOverflow
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of generated text; the last one carries finish_reason and usage."""
+
+    text: str
+    finish_reason: str | None = None  # "stop" | "length"
+    usage: Usage | None = None
+
+
+class Model:
+    """A loaded model. One generation at a time: `generate` holds a lock while it runs."""
+
+    def __init__(self, backend: Backend, *, name: str) -> None:
+        self.name = name
+        self.backend = backend
+        metadata = backend.metadata
+        bos, eos = backend.bos_token, backend.eos_token
+        self.template = ChatTemplate(
+            metadata.get("tokenizer.chat_template"),
+            bos_token=backend.token_text(bos) if bos is not None else "",
+            eos_token=backend.token_text(eos) if eos is not None else "",
+        )
+        self._bos_text = backend.token_text(bos) if bos is not None else ""
+        self._lock = threading.Lock()
+
+    @property
+    def n_ctx(self) -> int:
+        return self.backend.n_ctx
+
+    def _tokenize_prompt(self, prompt: str) -> list[int]:
+        # A template that writes the BOS text itself must not get a second BOS.
+        add_bos = self.backend.adds_bos and not (self._bos_text and prompt.startswith(self._bos_text))
+        return self.backend.tokenize(prompt, add_bos=add_bos, special=True)
+
+    def chat_tokens(self, messages: list[dict[str, Any]]) -> list[int]:
+        """The prompt tokens for a conversation, through the model's own chat template."""
+        return self._tokenize_prompt(self.template.render(messages, add_generation_prompt=True))
+
+    def text_tokens(self, prompt: str) -> list[int]:
+        """The prompt tokens for raw text (completions)."""
+        return self._tokenize_prompt(prompt)
+
+    def generate(self, prompt_tokens: list[int], params: SamplingParams) -> Iterator[Delta]:
+        """Stream text for `prompt_tokens`; the last Delta has finish_reason and usage."""
+        if not prompt_tokens:
+            raise ContextOverflow("the prompt is empty; give some text")
+        room = self.n_ctx - len(prompt_tokens)
+        if room <= 0:
+            raise ContextOverflow(
+                f"the prompt is {len(prompt_tokens)} tokens but the context window is "
+                f"{self.n_ctx}; shorten the prompt or load the model with a larger context (--ctx)"
+            )
+        limit = min(params.max_tokens or room, room)
+        return self._generate(prompt_tokens, params, limit)
+
+    def _generate(self, prompt: list[int], params: SamplingParams, limit: int) -> Iterator[Delta]:
+        with self._lock:
+            stream = TextStream(params.stop)
+            tokens = self.backend.generate(prompt, params)
+            count, finish = 0, "length"
+            try:
+                for token in tokens:
+                    if self.backend.is_eog(token):
+                        finish = "stop"
+                        break
+                    count += 1
+                    text = stream.push(self.backend.token_bytes(token))
+                    if text:
+                        yield Delta(text)
+                    if stream.stopped:
+                        finish = "stop"
+                        break
+                    if count >= limit:
+                        break
+            finally:
+                close = getattr(tokens, "close", None)
+                if close is not None:
+                    close()
+            yield Delta(stream.flush(), finish_reason=finish, usage=Usage(len(prompt), count))
+
+    def chat(self, messages: list[dict[str, Any]], params: SamplingParams) -> Iterator[Delta]:
+        """Stream the assistant's reply to `messages`."""
+        return self.generate(self.chat_tokens(messages), params)
+
+    def complete(self, prompt: str, params: SamplingParams) -> Iterator[Delta]:
+        """Stream the continuation of `prompt`."""
+        return self.generate(self.text_tokens(prompt), params)
+
+    def close(self) -> None:
+        with self._lock:
+            self.backend.close()

@@ -1,0 +1,51 @@
+"""Loaded models: each loads on first use and stays loaded."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.concurrency import run_in_threadpool
+
+from owl import engine
+from owl.config import Settings
+from owl.engine import Model
+from owl.errors import ModelNotFound
+from owl.store import Manifest, RefKind, Store, parse_ref, resolve
+
+
+class ModelPool:
+    """Models by store name, loaded once; a lock stops two requests loading one twice."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self._models: dict[str, Model] = {}
+        self._loading = asyncio.Lock()
+
+    def manifest(self, name: str) -> Manifest:
+        """The stored model a request names. Only store names: a request never reads a path."""
+        ref = parse_ref(name)
+        if ref.kind is not RefKind.NAME:
+            raise ModelNotFound(f"model '{name}' does not exist; GET /v1/models lists the models")
+        return resolve(ref, store=self.store, settings=self.settings)
+
+    async def get(self, name: str) -> Model:
+        manifest = await run_in_threadpool(self.manifest, name)
+        key = manifest.display_name
+        model = self._models.get(key)
+        if model is not None:
+            return model
+        async with self._loading:
+            if key not in self._models:
+                self._models[key] = await run_in_threadpool(
+                    engine.load, manifest, store=self.store, settings=self.settings
+                )
+            return self._models[key]
+
+    def loaded(self) -> list[str]:
+        return sorted(self._models)
+
+    def close(self) -> None:
+        for model in self._models.values():
+            model.close()
+        self._models.clear()

@@ -1,0 +1,37 @@
+"""Run a blocking engine iterator from async code, and write server-sent events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, TypeVar
+
+import anyio
+
+T = TypeVar("T")
+_END = object()
+
+
+async def iterate_in_thread(items: Iterator[T]) -> AsyncIterator[T]:
+    """Pull each item of a blocking iterator in a worker thread.
+
+    The iterator is always closed, also when the client goes away mid-stream: closing a
+    Model's generator is what releases the model for the next request.
+    """
+    try:
+        while True:
+            item = await anyio.to_thread.run_sync(next, items, _END)
+            if item is _END:
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(close)
+
+
+def sse(payload: dict[str, Any] | str) -> str:
+    """One server-sent event carrying JSON (or the literal [DONE])."""
+    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    return f"data: {data}\n\n"
