@@ -114,8 +114,8 @@ def show_command(
         print_json(details)
         return
     table = Table(box=None, show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
     rows = [
         ("name", manifest.display_name),
         ("architecture", info.architecture or "-"),

@@ -6,6 +6,7 @@ import sys
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from owl.cli.common import settings, store_for
 from owl.engine import Model, SamplingParams
@@ -84,8 +85,10 @@ def run_command(
         params = SamplingParams(
             **{key: value for key, value in given.items() if value is not None}, stop=tuple(stop or ())
         )
-    except ValueError as err:
-        raise typer.BadParameter(str(err).splitlines()[-1]) from None
+    except ValidationError as err:
+        problem = err.errors()[0]
+        option = "--" + str(problem["loc"][0]).replace("_", "-")
+        raise typer.BadParameter(f"{option}: {problem['msg']}") from None
     store = store_for(config)
     manifest = resolve(model, store=store, settings=config, pull_missing=True)
     loaded = engine.load(manifest, store=store, settings=config)

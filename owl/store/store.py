@@ -54,7 +54,10 @@ class Store:
         known = [manifest.display_name for manifest in self.list()]
         close = difflib.get_close_matches(str(name), known, n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        return f"model '{name}' is not in the store; run `owl pull {name}` or `owl list`.{hint}"
+        return (
+            f"model '{name}' is not in the store; `owl list` shows the stored models, and "
+            f"`owl pull ./model.gguf | https://host/model.gguf | hf:Org/Repo/file.gguf` adds one.{hint}"
+        )
 
     def list(self) -> list[Manifest]:
         """Every stored model, sorted by name."""

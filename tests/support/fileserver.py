@@ -40,6 +40,7 @@ class FileServer:
     def __init__(self) -> None:
         self.files: dict[str, Served] = {}
         self.json_routes: dict[str, tuple[bytes, dict[str, str]]] = {}
+        self.error_routes: dict[str, tuple[int, dict[str, str]]] = {}
         self.requests: list[Request] = []
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -72,6 +73,10 @@ class FileServer:
     def add_json(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.json_routes[path] = (body, headers or {})
 
+    def add_error(self, path: str, status: int, headers: dict[str, str] | None = None) -> None:
+        """Answer `path` with an empty `status` response (e.g. the Hub's X-Error-Code: RepoNotFound)."""
+        self.error_routes[path] = (status, headers or {})
+
     def gets(self, path: str) -> list[Request]:
         return [req for req in self.requests if req.method == "GET" and req.path == path]
 
@@ -98,6 +103,14 @@ class FileServer:
 
             def _serve(self, *, head: bool) -> None:
                 path = self._record()
+                if path in server.error_routes:
+                    status, headers = server.error_routes[path]
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    return
                 if path in server.json_routes:
                     body, headers = server.json_routes[path]
                     self.send_response(200)

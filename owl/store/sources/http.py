@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,7 @@ from owl.store.ref import ModelRef
 from owl.store.sources import Fetched
 
 RETRIES = 3
+RETRY_PAUSE = 0.5
 TIMEOUT = httpx.Timeout(30.0, read=120.0)
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
@@ -126,6 +128,7 @@ def download(
                             f"download of {url} stopped after {writer.size:,} bytes ({err}); "
                             "run the same `owl pull` again to resume"
                         ) from err
+                    time.sleep(RETRY_PAUSE * (attempt + 1))  # a flaky link often needs a moment
                     continue
                 except BaseException:
                     writer.close()

@@ -1,0 +1,140 @@
+"""The `owl` console script, run as a user runs it: a real process, the real model."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli_env
+
+pytestmark = pytest.mark.slow
+OWL = str(Path(sys.executable).with_name("owl"))
+
+
+def owl(home: Path, *args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [OWL, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=cli_env(home),
+        timeout=timeout,
+    )
+
+
+def test_run_streams_an_answer_from_the_embedded_model(owl_env: Path) -> None:
+    result = owl(owl_env, "run", "smollm2", "Why is the sky blue?", "--temperature", "0", "--max-tokens", "12")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.split()) >= 3
+    assert "Traceback" not in result.stderr
+
+
+def test_run_reads_the_prompt_from_a_pipe(owl_env: Path) -> None:
+    piped = owl(owl_env, "run", "smollm2", "--temperature", "0", "--max-tokens", "8", stdin="Say hello.")
+    argued = owl(owl_env, "run", "smollm2", "Say hello.", "--temperature", "0", "--max-tokens", "8")
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == argued.stdout and piped.stdout.strip()
+
+
+def test_interactive_chat_keeps_the_conversation(owl_env: Path) -> None:
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [OWL, "run", "smollm2", "--temperature", "0", "--max-tokens", "10"],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=cli_env(owl_env),
+        close_fds=True,
+    )
+    os.close(follower)
+    seen = b""
+
+    def read_until(marker: bytes, count: int) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 120
+        while seen.count(marker) < count:
+            assert time.monotonic() < deadline, seen.decode(errors="replace")
+            ready, _, _ = select.select([leader], [], [], 1)
+            if ready:
+                seen += os.read(leader, 4096)
+
+    read_until(b">>> ", 1)
+    os.write(leader, b"Hello!\n")
+    read_until(b">>> ", 2)
+    os.write(leader, b"What did I just say?\n")
+    read_until(b">>> ", 3)
+    os.write(leader, b"/bye\n")
+    assert process.wait(timeout=30) == 0
+    os.close(leader)
+    transcript = seen.decode(errors="replace")
+    assert "chatting with smollm2" in transcript
+    answers = [part.split("\n", 1)[1].strip() for part in transcript.split(">>> ")[1:3]]
+    assert all(answers), transcript
+
+
+def test_list_and_show(owl_env: Path) -> None:
+    listed = owl(owl_env, "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (entry,) = json.loads(listed.stdout)
+    assert entry["name"] == "smollm2" and entry["info"]["quantization"] == "Q4_1"
+    table = owl(owl_env, "list")
+    assert "NAME" in table.stdout and "smollm2" in table.stdout and "apache-2.0" in table.stdout
+    shown = json.loads(owl(owl_env, "show", "smollm2", "--json").stdout)
+    assert shown["architecture"] == "llama"
+    assert 130_000_000 < shown["parameters"] < 140_000_000
+    assert shown["quantization"] == "Q4_1"
+    assert shown["context_length"] == 8192
+    assert shown["license"] == "apache-2.0"
+    assert "<|im_start|>" in shown["chat_template"]
+    assert shown["digest"] == entry["files"][0]["digest"]
+    assert shown["source"]["kind"] == "package"
+    text = owl(owl_env, "show", "smollm2").stdout
+    for field in ("architecture", "parameters", "quantization", "context length", "license", "digest", "chat template"):
+        assert field in text
+
+
+def test_pull_list_rm_a_local_file(owl_env: Path, bundled_gguf: Path, tmp_path: Path) -> None:
+    local = tmp_path / "tiny.gguf"
+    shutil.copy(bundled_gguf, local)
+    pulled = owl(owl_env, "pull", str(local))
+    assert pulled.returncode == 0, pulled.stderr
+    assert "pulled tiny" in pulled.stdout
+    names = [entry["name"] for entry in json.loads(owl(owl_env, "list", "--json").stdout)]
+    assert names == ["smollm2", "tiny"]
+    clash = owl(owl_env, "pull", str(local), "--name", "smollm2")
+    assert clash.returncode == 1 and "--name" in clash.stderr
+    removed = owl(owl_env, "rm", "tiny")
+    assert removed.returncode == 0 and "deleted tiny" in removed.stdout
+    names = [entry["name"] for entry in json.loads(owl(owl_env, "list", "--json").stdout)]
+    assert names == ["smollm2"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("run", "no-such-model", "hi"), "not in the store"),
+        (("pull", "./missing.gguf"), "no such file"),
+        (("pull", "no-such-model"), "not a built-in name"),
+        (("show", "bad name!"), "invalid model name"),
+        (("rm", "../etc"), "invalid model name"),
+        (("rm", "ghost"), "not in the store"),
+        (("pull", "https://127.0.0.1:9/m.gguf"), "run the same `owl pull` again"),
+        (("run", "smollm2", "hi", "--temperature", "-1"), "temperature"),
+    ],
+)
+def test_errors_are_one_clear_line(owl_env: Path, args: tuple[str, ...], message: str) -> None:
+    result = owl(owl_env, *args)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    if result.returncode == 1:
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
