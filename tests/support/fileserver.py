@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +44,7 @@ class FileServer:
         self.error_routes: dict[str, tuple[int, dict[str, str]]] = {}
         self.requests: list[Request] = []
         self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
@@ -54,6 +56,14 @@ class FileServer:
     def __exit__(self, *exc: object) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+        # Kept-alive connections would otherwise go on being served after the server "stopped".
+        with self._lock:
+            open_connections = list(self._connections)
+        for connection in open_connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     @property
     def base(self) -> str:
@@ -74,7 +84,7 @@ class FileServer:
         self.json_routes[path] = (body, headers or {})
 
     def add_error(self, path: str, status: int, headers: dict[str, str] | None = None) -> None:
-        """Answer `path` with an empty `status` response (e.g. the Hub's X-Error-Code: RepoNotFound)."""
+        """Answer `path` with an empty `status` response (the Hub's X-Error-Code: RepoNotFound)."""
         self.error_routes[path] = (status, headers or {})
 
     def gets(self, path: str) -> list[Request]:
@@ -88,6 +98,16 @@ class FileServer:
 
             def log_message(self, *args: object) -> None:  # keep test output clean
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with server._lock:
+                    server._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with server._lock:
+                    server._connections.discard(self.connection)
+                super().finish()
 
             def _record(self) -> str:
                 path = self.path.split("?", 1)[0]

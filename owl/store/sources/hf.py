@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from owl.config import Settings
-from owl.errors import DownloadError, InvalidModelName, SourceNotFound
+from owl.errors import DownloadError, InvalidModelName, OwlError, SourceNotFound
 from owl.store.blobs import BlobStore, Progress
 from owl.store.ref import ModelRef
 from owl.store.sources import Fetched
@@ -43,11 +43,26 @@ def _commit_of(path: Path) -> str | None:
     return None
 
 
+def _repo_files(repo_id: str, revision: str | None, settings: Settings) -> list[str]:
+    """The files of a repository: the Hub's list, or offline the GGUFs of its cached snapshot."""
+    from huggingface_hub import HfApi, snapshot_download
+
+    if settings.hf_offline:
+        folder = Path(
+            snapshot_download(
+                repo_id, revision=revision, local_files_only=True, allow_patterns=["*.gguf"]
+            )
+        )
+        return [path.relative_to(folder).as_posix() for path in folder.rglob("*.gguf")]
+    return HfApi(endpoint=settings.hf_endpoint).list_repo_files(repo_id, revision=revision)
+
+
 def fetch(
     ref: ModelRef, *, blobs: BlobStore, settings: Settings, progress: Progress | None = None
 ) -> Fetched:
     """Download (or take from the HF cache) one file of a Hub repository."""
-    from huggingface_hub import HfApi, hf_hub_download
+    import httpx2  # huggingface_hub 2.x's HTTP client: its errors are not OSErrors
+    from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
         GatedRepoError,
@@ -62,8 +77,7 @@ def fetch(
     try:
         filename = ref.filename
         if filename is None:
-            api = HfApi(endpoint=settings.hf_endpoint)
-            filename = pick_gguf(ref.repo_id, api.list_repo_files(ref.repo_id, revision=ref.revision))
+            filename = pick_gguf(ref.repo_id, _repo_files(ref.repo_id, ref.revision, settings))
         local = hf_hub_download(
             ref.repo_id,
             filename,
@@ -71,6 +85,8 @@ def fetch(
             endpoint=settings.hf_endpoint,
             local_files_only=settings.hf_offline,
         )
+    except OwlError:
+        raise  # pick_gguf's own errors already say what to do
     except GatedRepoError as err:
         raise DownloadError(
             f"{where} is gated: accept its terms on the Hub, then `hf auth login` ({err})"
@@ -88,7 +104,7 @@ def fetch(
         ) from err
     except EntryNotFoundError as err:
         raise SourceNotFound(f"{where}: no file {ref.filename!r} in the repository") from err
-    except (HfHubHTTPError, OSError) as err:
+    except (HfHubHTTPError, httpx2.TransportError, OSError) as err:
         raise DownloadError(f"{where}: download failed ({err}); try again") from err
 
     path = Path(local)

@@ -18,7 +18,7 @@ import httpx
 from owl import __version__
 from owl.config import Settings
 from owl.errors import DownloadError, SourceNotFound
-from owl.store.blobs import CHUNK, BlobStore, HashingWriter, Progress, ensure_free_space, hex_of
+from owl.store.blobs import BlobStore, HashingWriter, Progress, ensure_free_space, hex_of
 from owl.store.ref import ModelRef
 from owl.store.sources import Fetched
 
@@ -89,12 +89,25 @@ def _download_once(
         if total is not None and writer.size == 0:
             ensure_free_space(blobs_root, total, source=url)
         _save_validator(writer.path, response)
-        for block in response.iter_bytes(CHUNK):
+        # No chunk size: httpx would buffer up to a whole chunk and lose it if the link drops.
+        for block in response.iter_bytes():
             writer.write(block)
             if progress:
                 progress(writer.size, total)
         if total is not None and writer.size != total:
             raise _Incomplete(f"got {writer.size:,} of {total:,} bytes")
+
+
+def _close_failed(writer: HashingWriter) -> None:
+    """Close a failed attempt's temp file; keep it only if it holds bytes to resume from.
+
+    An empty one (a 404, a host that cannot be reached) would otherwise stay in the blob
+    folder for good: nothing resumes it, and garbage collection only knows blobs.
+    """
+    writer.close()
+    if writer.size == 0:
+        writer.path.unlink(missing_ok=True)
+        _validator_path(writer.path).unlink(missing_ok=True)
 
 
 def download(
@@ -122,7 +135,7 @@ def download(
                 try:
                     _download_once(client, url, writer, progress, blobs.root)
                 except (httpx.TransportError, _Incomplete) as err:
-                    writer.close()
+                    _close_failed(writer)
                     if attempt == retries:
                         raise DownloadError(
                             f"download of {url} stopped after {writer.size:,} bytes ({err}); "
@@ -131,7 +144,7 @@ def download(
                     time.sleep(RETRY_PAUSE * (attempt + 1))  # a flaky link often needs a moment
                     continue
                 except BaseException:
-                    writer.close()
+                    _close_failed(writer)
                     raise
                 _validator_path(partial).unlink(missing_ok=True)
                 return blobs.commit(writer, expected=expected, source=url)
