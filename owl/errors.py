@@ -85,6 +85,13 @@ class ContextOverflow(OwlError, ValueError):
     code = "context_length_exceeded"
 
 
+class InvalidPrompt(OwlError, ValueError):
+    """A prompt the model cannot start from (empty, with no BOS token to stand for it)."""
+
+    http_status = 400
+    code = "invalid_prompt"
+
+
 class TemplateError(OwlError, ValueError):
     """A chat template that fails to render or tries to escape its sandbox."""
 

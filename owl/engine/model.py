@@ -11,7 +11,7 @@ from owl.engine.backend import Backend
 from owl.engine.sampling import SamplingParams
 from owl.engine.template import ChatTemplate
 from owl.engine.textstream import TextStream
-from owl.errors import ContextOverflow
+from owl.errors import ContextOverflow, InvalidPrompt
 
 
 @dataclass(frozen=True)
@@ -63,13 +63,16 @@ class Model:
         return self._tokenize_prompt(self.template.render(messages, add_generation_prompt=True))
 
     def text_tokens(self, prompt: str) -> list[int]:
-        """The prompt tokens for raw text (completions)."""
-        return self._tokenize_prompt(prompt)
+        """The prompt tokens for raw text (completions); "" starts from BOS, as OpenAI allows."""
+        tokens = self._tokenize_prompt(prompt)
+        if not tokens and self.backend.bos_token is not None:
+            tokens = [self.backend.bos_token]
+        return tokens
 
     def generate(self, prompt_tokens: list[int], params: SamplingParams) -> Iterator[Delta]:
         """Stream text for `prompt_tokens`; the last Delta has finish_reason and usage."""
         if not prompt_tokens:
-            raise ContextOverflow("the prompt is empty; give some text")
+            raise InvalidPrompt("the prompt is empty and the model has no BOS token; give some text")
         room = self.n_ctx - len(prompt_tokens)
         if room <= 0:
             raise ContextOverflow(

@@ -35,9 +35,13 @@ def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
     message = first.get("msg", "invalid request body")
     if first.get("type") == "json_invalid":
         return "the request body is not valid JSON", None
+    if param is None:  # the body as a whole: empty, or JSON that is not an object
+        if first.get("type") == "missing":
+            return "the request body is empty; send a JSON object", None
+        return "the request body must be a JSON object (Content-Type: application/json)", None
     if first.get("type") == "missing":
         return f"missing required parameter '{param}'", param
-    return (f"invalid '{param}': {message}" if param else message), param
+    return f"invalid '{param}': {message}", param
 
 
 def install(app: FastAPI) -> None:

@@ -6,12 +6,13 @@ non-streaming share the same Delta iterator.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import aclosing
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from owl.engine import Delta, Usage
@@ -19,7 +20,7 @@ from owl.errors import ModelNotFound, OwlError
 from owl.server.errors import error_body
 from owl.server.pool import ModelPool
 from owl.server.schemas import ChatCompletionRequest, CompletionRequest, new_id, now
-from owl.server.streaming import iterate_in_thread, sse
+from owl.server.streaming import ClosingStreamingResponse, iterate_in_thread, sse
 
 log = logging.getLogger("owl.server")
 router = APIRouter(prefix="/v1")
@@ -50,21 +51,29 @@ def _collect(deltas: Iterator[Delta]) -> tuple[str, Delta]:
 
 
 async def _events(
-    deltas: Iterator[Delta], make: ChunkMaker, *, include_usage: bool, first: dict | None = None
+    deltas: Iterator[Delta],
+    make: ChunkMaker,
+    *,
+    turn: asyncio.Lock,
+    include_usage: bool,
+    first: dict | None = None,
 ) -> AsyncIterator[str]:
     """SSE events for a stream: content chunks, a finishing chunk with usage, [DONE]."""
     if first is not None:
         yield sse(first)
     try:
-        async for delta in iterate_in_thread(deltas):
-            if delta.text:
-                yield sse(make(delta.text, None))
-            if delta.finish_reason is not None:
-                final = make(None, delta.finish_reason)
-                final["usage"] = _usage(delta.usage)
-                yield sse(final)
-                if include_usage:
-                    yield sse({**make(None, None), "choices": [], "usage": _usage(delta.usage)})
+        # aclosing: the model is released before the turn passes on, also on a disconnect.
+        async with turn, aclosing(iterate_in_thread(deltas)) as stream:
+            async for delta in stream:
+                if delta.text:
+                    yield sse(make(delta.text, None))
+                if delta.finish_reason is not None:
+                    final = make(None, delta.finish_reason)
+                    final["usage"] = _usage(delta.usage)
+                    yield sse(final)
+                    if include_usage:
+                        usage = _usage(delta.usage)
+                        yield sse({**make(None, None), "choices": [], "usage": usage})
     except OwlError as err:
         yield sse(error_body(str(err), status=err.http_status, code=err.code))
     except Exception as err:  # the stream has started: report in-band, never hang up silently
@@ -73,8 +82,8 @@ async def _events(
     yield sse("[DONE]")
 
 
-def _streaming_response(events: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(
+def _streaming_response(events: AsyncIterator[str]) -> ClosingStreamingResponse:
+    return ClosingStreamingResponse(
         events,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -108,8 +117,9 @@ def _model_card(manifest: Any) -> dict[str, Any]:
 
 @router.post("/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
-    model = await _pool(request).get(body.model)
-    params = body.sampling(default_max_tokens=body.max_completion_tokens)
+    pool = _pool(request)
+    model = await pool.get(body.model)
+    params = body.sampling(max_tokens=body.max_completion_tokens)
     messages = [message.as_template_input() for message in body.messages]
     prompt = await run_in_threadpool(model.chat_tokens, messages)
     deltas = model.generate(prompt, params)
@@ -129,8 +139,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         first = chunk("", None)
         first["choices"][0]["delta"]["role"] = "assistant"
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return _streaming_response(_events(deltas, chunk, include_usage=include_usage, first=first))
-    text, last = await run_in_threadpool(_collect, deltas)
+        events = _events(
+            deltas, chunk, turn=pool.turn(model), include_usage=include_usage, first=first
+        )
+        return _streaming_response(events)
+    async with pool.turn(model):
+        text, last = await run_in_threadpool(_collect, deltas)
     return {
         "id": ident,
         "object": "chat.completion",
@@ -150,7 +164,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
 
 @router.post("/completions")
 async def completions(body: CompletionRequest, request: Request) -> Any:
-    model = await _pool(request).get(body.model)
+    pool = _pool(request)
+    model = await pool.get(body.model)
     params = body.sampling()
     assert isinstance(body.prompt, str)
     prompt = await run_in_threadpool(model.text_tokens, body.prompt)
@@ -168,8 +183,10 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
 
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return _streaming_response(_events(deltas, chunk, include_usage=include_usage))
-    text, last = await run_in_threadpool(_collect, deltas)
+        events = _events(deltas, chunk, turn=pool.turn(model), include_usage=include_usage)
+        return _streaming_response(events)
+    async with pool.turn(model):
+        text, last = await run_in_threadpool(_collect, deltas)
     response = chunk(text, last.finish_reason)
     response["usage"] = _usage(last.usage)
     return response

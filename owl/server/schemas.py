@@ -42,8 +42,11 @@ class _Request(BaseModel):
             raise ValueError(f"at most {MAX_STOP} stop sequences")
         return value
 
-    def sampling(self, *, default_max_tokens: int | None = None) -> SamplingParams:
-        """The request's sampling parameters; unset ones keep owl's defaults."""
+    def sampling(self, *, max_tokens: int | None = None) -> SamplingParams:
+        """The request's sampling parameters; unset ones keep owl's defaults.
+
+        `max_tokens` overrides the request's own (chat's newer max_completion_tokens).
+        """
         given = {
             key: getattr(self, key)
             for key in (
@@ -61,7 +64,7 @@ class _Request(BaseModel):
         return SamplingParams(
             **given,
             stop=tuple(self.stop or ()),
-            max_tokens=self.max_tokens or default_max_tokens,
+            max_tokens=max_tokens or self.max_tokens,
         )
 
 

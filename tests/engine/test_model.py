@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from owl.engine import Delta, Model, SamplingParams
-from owl.errors import ContextOverflow
+from owl.errors import ContextOverflow, InvalidPrompt
 
 pytestmark = pytest.mark.slow
 GREEDY = SamplingParams(temperature=0, max_tokens=24)
@@ -59,8 +59,10 @@ def test_prompt_longer_than_the_context_is_refused(shared_model: Model) -> None:
     long_prompt = "word " * (shared_model.n_ctx + 10)
     with pytest.raises(ContextOverflow, match="context window"):
         shared_model.complete(long_prompt, GREEDY)
-    with pytest.raises(ContextOverflow, match="empty"):
+    with pytest.raises(InvalidPrompt, match="empty"):
         shared_model.generate([], GREEDY)
+    # An empty completion prompt starts from BOS, as OpenAI's API allows.
+    assert shared_model.text_tokens("") == [shared_model.backend.bos_token]
 
 
 def test_generation_stops_at_the_end_of_the_context(shared_model: Model) -> None:
