@@ -222,9 +222,12 @@ def run(args: argparse.Namespace, home: Path) -> dict:
     n_ctx = engine.context_size(manifest, settings)
     log(f"model {manifest.display_name}: {path} (n_ctx {n_ctx}, {threads} threads)")
 
-    # Both in-process ways run on this one thread: with llama.cpp's OpenMP build, once two
-    # live threads of a process have each run a decode, every decode gets ~3x slower on a
-    # 2-core machine (two OpenMP thread teams, more threads than cores).
+    # Both in-process ways decode on owl's engine thread: with llama.cpp's OpenMP build,
+    # once two live threads of a process have each run a decode, every decode gets ~3x
+    # slower on a 2-core machine (two OpenMP thread teams, more threads than cores). The
+    # engine sends its own work there; the direct way is submitted to it whole.
+    from owl.engine.model import engine_thread
+
     llama = llama_cpp.Llama(
         model_path=str(path),
         n_ctx=n_ctx,
@@ -244,15 +247,17 @@ def run(args: argparse.Namespace, home: Path) -> dict:
     try:
         wait_healthy(client, url, server, server_log)
         ways: dict[str, Callable[[], Sample]] = {
-            "direct": lambda: direct_way(llama, args.prompt, args.max_tokens),
+            "direct": lambda: engine_thread()
+            .submit(direct_way, llama, args.prompt, args.max_tokens)
+            .result(),
             "engine": lambda: engine_way(model, args.prompt, args.max_tokens),
             "server": lambda: server_way(client, url, args.prompt, args.max_tokens),
         }
         samples: dict[str, list[Sample]] = {name: [] for name in ways}
         load_before = load_average()
-        # The warm-up also leaves this prompt in every way's KV cache. That matters for
-        # equal work: llama-cpp-python then re-evaluates only the prompt's last token, and
-        # greedy text after a cold, whole-prompt evaluation can differ from that.
+        # The warm-up loads every way's code and pages. (Direct llama-cpp-python then
+        # re-evaluates only the prompt's last token; owl evaluates prompts whole, for
+        # deterministic output. Prompt time is outside the decode rate either way.)
         for round_index in range(args.rounds + 1):
             warmup = round_index == 0
             # Rotate the order so no way always runs first (or right after the server).

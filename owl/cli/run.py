@@ -15,13 +15,16 @@ from owl.errors import OwlError
 
 def _stream(model: Model, messages: list[dict[str, str]], params: SamplingParams) -> str:
     parts = []
-    for delta in model.chat(messages, params):
-        if delta.text:
-            sys.stdout.write(delta.text)
-            sys.stdout.flush()
-            parts.append(delta.text)
-    sys.stdout.write("\n")
-    sys.stdout.flush()
+    try:
+        with model.chat(messages, params) as deltas:  # Ctrl-C stops the generation too
+            for delta in deltas:
+                if delta.text:
+                    sys.stdout.write(delta.text)
+                    sys.stdout.flush()
+                    parts.append(delta.text)
+    finally:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
     return "".join(parts)
 
 
@@ -45,6 +48,9 @@ def _chat(model: Model, system: str | None, params: SamplingParams) -> None:
         history.append({"role": "user", "content": line})
         try:
             reply = _stream(model, history, params)
+        except KeyboardInterrupt:  # stop this answer, keep the session (as ollama does)
+            history.pop()
+            continue
         except OwlError as err:  # e.g. the context is full: say so and keep the session
             history.pop()
             typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
@@ -60,7 +66,9 @@ def run_command(
     top_p: Annotated[float | None, typer.Option()] = None,
     top_k: Annotated[int | None, typer.Option()] = None,
     min_p: Annotated[float | None, typer.Option()] = None,
-    repeat_penalty: Annotated[float | None, typer.Option()] = None,
+    repeat_penalty: Annotated[
+        float, typer.Option(help="1.0 = off. Ollama's 1.1 keeps small models from looping.")
+    ] = 1.1,
     seed: Annotated[int | None, typer.Option()] = None,
     max_tokens: Annotated[int | None, typer.Option()] = None,
     stop: Annotated[list[str] | None, typer.Option(help="Stop at this text (repeatable).")] = None,

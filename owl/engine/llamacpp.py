@@ -87,7 +87,10 @@ class LlamaCppBackend:
     def generate(self, tokens: list[int], params: SamplingParams) -> Iterator[int]:
         seed = self._llama_cpp.LLAMA_DEFAULT_SEED if params.seed is None else params.seed
         self._llama.set_seed(seed)
-        # reset=True keeps the KV cache for the prefix this prompt shares with the last one.
+        # Evaluate every prompt whole. Reusing the KV cache of a shared prefix would save
+        # time, but re-evaluating part of a prompt in a smaller batch changes the logits
+        # slightly, and then the same greedy request can give a different answer.
+        self._llama.reset()
         return self._llama.generate(
             tokens,
             temp=params.temperature,
@@ -97,7 +100,6 @@ class LlamaCppBackend:
             repeat_penalty=params.repeat_penalty,
             frequency_penalty=params.frequency_penalty,
             presence_penalty=params.presence_penalty,
-            reset=True,
         )
 
     def close(self) -> None:

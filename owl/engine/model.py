@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from owl.engine.backend import Backend
 from owl.engine.sampling import SamplingParams
+from owl.engine.stream import DeltaStream
 from owl.engine.template import ChatTemplate
 from owl.engine.textstream import TextStream
 from owl.errors import ContextOverflow, InvalidPrompt
+
+
+@cache
+def engine_thread() -> ThreadPoolExecutor:
+    """The one thread of this process that runs model code (see owl/engine/stream.py).
+
+    One for all models: llama.cpp's OpenMP threads slow down threefold once decodes come
+    from two threads of one process, and on a CPU two models would only contend anyway.
+    """
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="owl-engine")
 
 
 @dataclass(frozen=True)
@@ -34,7 +46,7 @@ class Delta:
 
 
 class Model:
-    """A loaded model. One generation at a time: `generate` holds a lock while it runs."""
+    """A loaded model. Generations run one at a time on the engine thread."""
 
     def __init__(self, backend: Backend, *, name: str) -> None:
         self.name = name
@@ -47,7 +59,7 @@ class Model:
             eos_token=backend.token_text(eos) if eos is not None else "",
         )
         self._bos_text = backend.token_text(bos) if bos is not None else ""
-        self._lock = threading.Lock()
+        self._worker = engine_thread()
 
     @property
     def n_ctx(self) -> int:
@@ -69,8 +81,12 @@ class Model:
             tokens = [self.backend.bos_token]
         return tokens
 
-    def generate(self, prompt_tokens: list[int], params: SamplingParams) -> Iterator[Delta]:
-        """Stream text for `prompt_tokens`; the last Delta has finish_reason and usage."""
+    def generate(self, prompt_tokens: list[int], params: SamplingParams) -> DeltaStream[Delta]:
+        """Stream text for `prompt_tokens`; the last Delta has finish_reason and usage.
+
+        Generation runs on the engine thread, one at a time, ahead of the reader; close the
+        stream to stop it early.
+        """
         if not prompt_tokens:
             raise InvalidPrompt("the prompt is empty and the model has no BOS token; give some text")
         room = self.n_ctx - len(prompt_tokens)
@@ -80,41 +96,42 @@ class Model:
                 f"{self.n_ctx}; shorten the prompt or load the model with a larger context (--ctx)"
             )
         limit = min(params.max_tokens or room, room)
-        return self._generate(prompt_tokens, params, limit)
+        prompt = list(prompt_tokens)
+        return DeltaStream(self._worker, lambda: self._generate(prompt, params, limit))
 
     def _generate(self, prompt: list[int], params: SamplingParams, limit: int) -> Iterator[Delta]:
-        with self._lock:
-            stream = TextStream(params.stop)
-            tokens = self.backend.generate(prompt, params)
-            count, finish = 0, "length"
-            try:
-                for token in tokens:
-                    if self.backend.is_eog(token):
-                        finish = "stop"
-                        break
-                    count += 1
-                    text = stream.push(self.backend.token_bytes(token))
-                    if text:
-                        yield Delta(text)
-                    if stream.stopped:
-                        finish = "stop"
-                        break
-                    if count >= limit:
-                        break
-            finally:
-                close = getattr(tokens, "close", None)
-                if close is not None:
-                    close()
-            yield Delta(stream.flush(), finish_reason=finish, usage=Usage(len(prompt), count))
+        # Runs on self._worker only (see owl/engine/stream.py).
+        stream = TextStream(params.stop)
+        tokens = self.backend.generate(prompt, params)
+        count, finish = 0, "length"
+        try:
+            for token in tokens:
+                if self.backend.is_eog(token):
+                    finish = "stop"
+                    break
+                count += 1
+                text = stream.push(self.backend.token_bytes(token))
+                if text:
+                    yield Delta(text)
+                if stream.stopped:
+                    finish = "stop"
+                    break
+                if count >= limit:
+                    break
+        finally:
+            close = getattr(tokens, "close", None)
+            if close is not None:
+                close()
+        yield Delta(stream.flush(), finish_reason=finish, usage=Usage(len(prompt), count))
 
-    def chat(self, messages: list[dict[str, Any]], params: SamplingParams) -> Iterator[Delta]:
+    def chat(self, messages: list[dict[str, Any]], params: SamplingParams) -> DeltaStream[Delta]:
         """Stream the assistant's reply to `messages`."""
         return self.generate(self.chat_tokens(messages), params)
 
-    def complete(self, prompt: str, params: SamplingParams) -> Iterator[Delta]:
+    def complete(self, prompt: str, params: SamplingParams) -> DeltaStream[Delta]:
         """Stream the continuation of `prompt`."""
         return self.generate(self.text_tokens(prompt), params)
 
     def close(self) -> None:
-        with self._lock:
-            self.backend.close()
+        """Free the model once the generations queued before this call have finished."""
+        self._worker.submit(self.backend.close).result()

@@ -6,21 +6,20 @@ non-streaming share the same Delta iterator.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from owl.engine import Delta, Usage
+from owl.engine.stream import DeltaStream
 from owl.errors import ModelNotFound, OwlError
 from owl.server.errors import error_body
 from owl.server.pool import ModelPool
 from owl.server.schemas import ChatCompletionRequest, CompletionRequest, new_id, now
-from owl.server.streaming import ClosingStreamingResponse, iterate_in_thread, sse
+from owl.server.streaming import ClosingStreamingResponse, sse
 
 log = logging.getLogger("owl.server")
 router = APIRouter(prefix="/v1")
@@ -41,30 +40,27 @@ def _usage(usage: Usage | None) -> dict[str, int] | None:
     }
 
 
-def _collect(deltas: Iterator[Delta]) -> tuple[str, Delta]:
+async def _collect(deltas: DeltaStream[Delta]) -> tuple[str, Delta]:
     parts, last = [], None
-    for delta in deltas:
-        parts.append(delta.text)
-        last = delta
+    with deltas:  # a client that goes away cancels this task: stop generating
+        async for delta in deltas:
+            parts.append(delta.text)
+            last = delta
     assert last is not None and last.finish_reason is not None
     return "".join(parts), last
 
 
 async def _events(
-    deltas: Iterator[Delta],
-    make: ChunkMaker,
-    *,
-    turn: asyncio.Lock,
-    include_usage: bool,
-    first: dict | None = None,
+    deltas: DeltaStream[Delta], make: ChunkMaker, *, include_usage: bool, first: dict | None = None
 ) -> AsyncIterator[str]:
     """SSE events for a stream: content chunks, a finishing chunk with usage, [DONE]."""
     if first is not None:
         yield sse(first)
     try:
-        # aclosing: the model is released before the turn passes on, also on a disconnect.
-        async with turn, aclosing(iterate_in_thread(deltas)) as stream:
-            async for delta in stream:
+        # Closing the stream stops generation, also when the client disconnects (the
+        # response closes this generator; see ClosingStreamingResponse).
+        with deltas:
+            async for delta in deltas:
                 if delta.text:
                     yield sse(make(delta.text, None))
                 if delta.finish_reason is not None:
@@ -117,8 +113,7 @@ def _model_card(manifest: Any) -> dict[str, Any]:
 
 @router.post("/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
-    pool = _pool(request)
-    model = await pool.get(body.model)
+    model = await _pool(request).get(body.model)
     params = body.sampling(max_tokens=body.max_completion_tokens)
     messages = [message.as_template_input() for message in body.messages]
     prompt = await run_in_threadpool(model.chat_tokens, messages)
@@ -139,12 +134,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         first = chunk("", None)
         first["choices"][0]["delta"]["role"] = "assistant"
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = _events(
-            deltas, chunk, turn=pool.turn(model), include_usage=include_usage, first=first
-        )
-        return _streaming_response(events)
-    async with pool.turn(model):
-        text, last = await run_in_threadpool(_collect, deltas)
+        return _streaming_response(_events(deltas, chunk, include_usage=include_usage, first=first))
+    text, last = await _collect(deltas)
     return {
         "id": ident,
         "object": "chat.completion",
@@ -164,8 +155,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
 
 @router.post("/completions")
 async def completions(body: CompletionRequest, request: Request) -> Any:
-    pool = _pool(request)
-    model = await pool.get(body.model)
+    model = await _pool(request).get(body.model)
     params = body.sampling()
     assert isinstance(body.prompt, str)
     prompt = await run_in_threadpool(model.text_tokens, body.prompt)
@@ -183,10 +173,8 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
 
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = _events(deltas, chunk, turn=pool.turn(model), include_usage=include_usage)
-        return _streaming_response(events)
-    async with pool.turn(model):
-        text, last = await run_in_threadpool(_collect, deltas)
+        return _streaming_response(_events(deltas, chunk, include_usage=include_usage))
+    text, last = await _collect(deltas)
     response = chunk(text, last.finish_reason)
     response["usage"] = _usage(last.usage)
     return response

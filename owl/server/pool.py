@@ -21,7 +21,6 @@ class ModelPool:
         self.store = store
         self._models: dict[str, Model] = {}
         self._loading = asyncio.Lock()
-        self._turns: dict[str, asyncio.Lock] = {}
 
     def manifest(self, name: str) -> Manifest:
         """The stored model a request names. Only store names: a request never reads a path."""
@@ -42,15 +41,6 @@ class ModelPool:
                     engine.load, manifest, store=self.store, settings=self.settings
                 )
             return self._models[key]
-
-    def turn(self, model: Model) -> asyncio.Lock:
-        """The lock a request holds, in the event loop, for as long as it generates with `model`.
-
-        Waiting here costs no thread. A request left to wait on the model's own lock would
-        park a worker thread; enough of those take every thread of the pool, and a stream
-        that holds the model then never gets the thread it needs for its next token.
-        """
-        return self._turns.setdefault(model.name, asyncio.Lock())
 
     def loaded(self) -> list[str]:
         return sorted(self._models)
