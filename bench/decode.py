@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import socket
 import statistics
@@ -27,6 +26,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from machine import cpu_name, load_average
 
 MODEL = "smollm2"
 # A raw completion prompt that greedy decoding continues for well over 128 tokens
@@ -54,23 +55,6 @@ class Sample:
     @property
     def tps(self) -> float:
         return (self.tokens - 1) / self.span_s if self.span_s > 0 and self.tokens > 1 else 0.0
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(value, 2) for value in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def free_port() -> int:

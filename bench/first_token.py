@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 
+from machine import cpu_name, load_average
+
 MODEL = "smollm2"
 PROMPT = "hi"
 TARGET_S = 2.0
@@ -32,23 +33,6 @@ TARGET_S = 2.0
 
 def log(message: str) -> None:
     print(f"[first_token] {message}", file=sys.stderr, flush=True)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(value, 2) for value in os.getloadavg()]
-    except OSError:
-        return None
 
 
 def owl_command() -> str:
