@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # of the last decade. pip caches the wheel it builds, so this compile happens once.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
-.PHONY: run test bench clean
+.PHONY: run test bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,3 +38,7 @@ bench: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check owl tests bench
+	$(BIN)/ruff format --check owl tests bench

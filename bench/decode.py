@@ -231,9 +231,9 @@ def run(args: argparse.Namespace, home: Path) -> dict:
     try:
         wait_healthy(client, url, server, server_log)
         ways: dict[str, Callable[[], Sample]] = {
-            "direct": lambda: engine_thread()
-            .submit(direct_way, llama, args.prompt, args.max_tokens)
-            .result(),
+            "direct": lambda: (
+                engine_thread().submit(direct_way, llama, args.prompt, args.max_tokens).result()
+            ),
             "engine": lambda: engine_way(model, args.prompt, args.max_tokens),
             "server": lambda: server_way(client, url, args.prompt, args.max_tokens),
         }

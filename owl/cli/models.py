@@ -26,7 +26,9 @@ JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of a tabl
 
 def pull_command(
     ref: Annotated[str, typer.Argument(help="NAME, ./file.gguf, https://…, hf:Org/Repo/file.gguf")],
-    name: Annotated[str | None, typer.Option("--name", "-n", help="Store it under this name.")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="Store it under this name.")
+    ] = None,
 ) -> None:
     """Pull a model into the store (resumable, verified by sha256)."""
     config = settings()
@@ -80,7 +82,9 @@ def list_command(json_output: JSON = False) -> None:
 def show_command(
     model: Annotated[str, typer.Argument(help="A model in the store.")],
     json_output: JSON = False,
-    template: Annotated[bool, typer.Option("--template", help="Print only the chat template.")] = False,
+    template: Annotated[
+        bool, typer.Option("--template", help="Print only the chat template.")
+    ] = False,
 ) -> None:
     """Show a model's architecture, parameters, quantization, template, license, source."""
     config = settings()
@@ -119,7 +123,10 @@ def show_command(
     rows = [
         ("name", manifest.display_name),
         ("architecture", info.architecture or "-"),
-        ("parameters", f"{human_count(info.parameters)} ({info.parameters:,})" if info.parameters else "-"),
+        (
+            "parameters",
+            f"{human_count(info.parameters)} ({info.parameters:,})" if info.parameters else "-",
+        ),
         ("quantization", info.quantization or "-"),
         ("tensor types", ", ".join(f"{kind}×{count}" for kind, count in info.tensor_types.items())),
         ("context length", str(info.context_length or "-")),
@@ -129,7 +136,11 @@ def show_command(
         ("license", details["license"] or "-"),
         ("size", human_bytes(manifest.size)),
         ("digest", manifest.weights.digest),
-        ("source", manifest.source.uri + (f" @ {manifest.source.revision}" if manifest.source.revision else "")),
+        (
+            "source",
+            manifest.source.uri
+            + (f" @ {manifest.source.revision}" if manifest.source.revision else ""),
+        ),
         ("pulled", manifest.pulled_at.strftime("%Y-%m-%d %H:%M:%S %Z")),
     ]
     for key, value in rows:

@@ -29,7 +29,10 @@ def _stream(model: Model, messages: list[dict[str, str]], params: SamplingParams
 
 
 def _chat(model: Model, system: str | None, params: SamplingParams) -> None:
-    typer.echo(f"chatting with {model.name}; /clear forgets the conversation, /bye or Ctrl-D ends it", err=True)
+    typer.echo(
+        f"chatting with {model.name}; /clear forgets the conversation, /bye or Ctrl-D ends it",
+        err=True,
+    )
     history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
     start = len(history)
     while True:
@@ -72,7 +75,9 @@ def run_command(
     seed: Annotated[int | None, typer.Option()] = None,
     max_tokens: Annotated[int | None, typer.Option()] = None,
     stop: Annotated[list[str] | None, typer.Option(help="Stop at this text (repeatable).")] = None,
-    ctx: Annotated[int | None, typer.Option(help="Context window in tokens (0 = the model's).")] = None,
+    ctx: Annotated[
+        int | None, typer.Option(help="Context window in tokens (0 = the model's).")
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
 ) -> None:
     """Answer PROMPT with MODEL, streaming the reply; without PROMPT, chat."""
@@ -91,7 +96,8 @@ def run_command(
     }
     try:
         params = SamplingParams(
-            **{key: value for key, value in given.items() if value is not None}, stop=tuple(stop or ())
+            **{key: value for key, value in given.items() if value is not None},
+            stop=tuple(stop or ()),
         )
     except ValidationError as err:
         problem = err.errors()[0]

@@ -12,7 +12,9 @@ from owl.cli.common import settings
 def serve_command(
     host: Annotated[str | None, typer.Option(help="Address to listen on (OWL_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (OWL_PORT).")] = None,
-    ctx: Annotated[int | None, typer.Option(help="Context window per model (0 = the model's).")] = None,
+    ctx: Annotated[
+        int | None, typer.Option(help="Context window per model (0 = the model's).")
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
 ) -> None:
     """Serve the store's models over an OpenAI-compatible API."""

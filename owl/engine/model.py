@@ -67,7 +67,9 @@ class Model:
 
     def _tokenize_prompt(self, prompt: str) -> list[int]:
         # A template that writes the BOS text itself must not get a second BOS.
-        add_bos = self.backend.adds_bos and not (self._bos_text and prompt.startswith(self._bos_text))
+        add_bos = self.backend.adds_bos and not (
+            self._bos_text and prompt.startswith(self._bos_text)
+        )
         return self.backend.tokenize(prompt, add_bos=add_bos, special=True)
 
     def chat_tokens(self, messages: list[dict[str, Any]]) -> list[int]:
@@ -88,7 +90,9 @@ class Model:
         stream to stop it early.
         """
         if not prompt_tokens:
-            raise InvalidPrompt("the prompt is empty and the model has no BOS token; give some text")
+            raise InvalidPrompt(
+                "the prompt is empty and the model has no BOS token; give some text"
+            )
         room = self.n_ctx - len(prompt_tokens)
         if room <= 0:
             raise ContextOverflow(

@@ -87,7 +87,9 @@ def read_gguf(path: Path) -> ModelInfo:
     try:
         reader = _reader_class()(path, "r")
         fields = {
-            key: _value(field) for key, field in reader.fields.items() if not key.startswith("GGUF.")
+            key: _value(field)
+            for key, field in reader.fields.items()
+            if not key.startswith("GGUF.")
         }
         tensors = list(reader.tensors)
     except ModelFormatError:

@@ -168,7 +168,9 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
             "object": "text_completion",
             "created": created,
             "model": model.name,
-            "choices": [{"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}],
+            "choices": [
+                {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+            ],
         }
 
     if body.stream:

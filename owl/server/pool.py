@@ -31,7 +31,8 @@ class ModelPool:
 
     async def get(self, name: str) -> Model:
         manifest = await run_in_threadpool(self.manifest, name)
-        key = manifest.display_name
+        # By name and digest: a name pulled again with other weights loads the new ones.
+        key = f"{manifest.display_name}@{manifest.weights.digest}"
         model = self._models.get(key)
         if model is not None:
             return model
@@ -40,10 +41,15 @@ class ModelPool:
                 self._models[key] = await run_in_threadpool(
                     engine.load, manifest, store=self.store, settings=self.settings
                 )
+                prefix = f"{manifest.display_name}@"
+                stale_keys = [other for other in self._models if other.startswith(prefix)]
+                for stale in (other for other in stale_keys if other != key):
+                    # Closing waits for the generations already queued on it.
+                    await run_in_threadpool(self._models.pop(stale).close)
             return self._models[key]
 
     def loaded(self) -> list[str]:
-        return sorted(self._models)
+        return sorted({model.name for model in self._models.values()})
 
     def close(self) -> None:
         for model in self._models.values():

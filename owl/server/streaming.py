@@ -9,6 +9,7 @@ import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+
 def sse(payload: dict[str, Any] | str) -> str:
     """One server-sent event carrying JSON (or the literal [DONE])."""
     data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)

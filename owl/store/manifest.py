@@ -5,7 +5,7 @@ One JSON file per model at `OWL_HOME/manifests/<name>/<tag>.json`, written atomi
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
@@ -47,7 +47,7 @@ class Manifest(BaseModel):
     files: list[FileEntry]
     source: Source
     license: str | None = None
-    pulled_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    pulled_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     info: dict[str, Any] = Field(default_factory=dict)
 
     @property

@@ -96,9 +96,7 @@ def pull(
         name=target.name,
         tag=target.tag,
         format=info.format,
-        files=[
-            FileEntry(filename=fetched.filename, digest=fetched.digest, size=fetched.size)
-        ],
+        files=[FileEntry(filename=fetched.filename, digest=fetched.digest, size=fetched.size)],
         source=Source(kind=ref.kind, uri=fetched.uri, revision=fetched.revision),
         license=license or info.license,
         info=info.summary(),
@@ -114,6 +112,7 @@ def register_embedded(store: Store, settings: Settings) -> list[Manifest]:
     """
     marker = store.home / ".embedded-registered"
     done = set(marker.read_text().split()) if marker.exists() else set()
+    before = set(done)
     registered = []
     for alias in aliases().values():
         if not alias.offline or str(alias.name) in done:
@@ -124,7 +123,8 @@ def register_embedded(store: Store, settings: Settings) -> list[Manifest]:
             except SourceNotFound:
                 continue  # its package is not installed: nothing to register
         done.add(str(alias.name))
-    marker.write_text("\n".join(sorted(done)) + "\n")
+    if done != before:
+        marker.write_text("\n".join(sorted(done)) + "\n")
     return registered
 
 

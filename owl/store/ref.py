@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
@@ -29,7 +29,7 @@ DEFAULT_TAG = "latest"
 NAME_RULES = "letters, digits, '.', '_' and '-', starting with a letter or digit, optionally ':tag'"
 
 
-class RefKind(str, Enum):
+class RefKind(StrEnum):
     NAME = "name"
     FILE = "file"
     URL = "url"

@@ -56,7 +56,8 @@ class Store:
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         return (
             f"model '{name}' is not in the store; `owl list` shows the stored models, and "
-            f"`owl pull ./model.gguf | https://host/model.gguf | hf:Org/Repo/file.gguf` adds one.{hint}"
+            "`owl pull ./model.gguf | https://host/model.gguf | hf:Org/Repo/file.gguf` adds one."
+            f"{hint}"
         )
 
     def list(self) -> list[Manifest]:

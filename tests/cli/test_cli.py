@@ -20,7 +20,9 @@ pytestmark = pytest.mark.slow
 OWL = str(Path(sys.executable).with_name("owl"))
 
 
-def owl(home: Path, *args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def owl(
+    home: Path, *args: str, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [OWL, *args],
         input=stdin,
@@ -32,14 +34,25 @@ def owl(home: Path, *args: str, stdin: str | None = None, timeout: float = 120) 
 
 
 def test_run_streams_an_answer_from_the_embedded_model(owl_env: Path) -> None:
-    result = owl(owl_env, "run", "smollm2", "Why is the sky blue?", "--temperature", "0", "--max-tokens", "12")
+    result = owl(
+        owl_env,
+        "run",
+        "smollm2",
+        "Why is the sky blue?",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "12",
+    )
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.split()) >= 3
     assert "Traceback" not in result.stderr
 
 
 def test_run_reads_the_prompt_from_a_pipe(owl_env: Path) -> None:
-    piped = owl(owl_env, "run", "smollm2", "--temperature", "0", "--max-tokens", "8", stdin="Say hello.")
+    piped = owl(
+        owl_env, "run", "smollm2", "--temperature", "0", "--max-tokens", "8", stdin="Say hello."
+    )
     argued = owl(owl_env, "run", "smollm2", "Say hello.", "--temperature", "0", "--max-tokens", "8")
     assert piped.returncode == 0, piped.stderr
     assert piped.stdout == argued.stdout and piped.stdout.strip()
@@ -98,7 +111,15 @@ def test_list_and_show(owl_env: Path) -> None:
     assert shown["digest"] == entry["files"][0]["digest"]
     assert shown["source"]["kind"] == "package"
     text = owl(owl_env, "show", "smollm2").stdout
-    for field in ("architecture", "parameters", "quantization", "context length", "license", "digest", "chat template"):
+    for field in (
+        "architecture",
+        "parameters",
+        "quantization",
+        "context length",
+        "license",
+        "digest",
+        "chat template",
+    ):
         assert field in text
 
 

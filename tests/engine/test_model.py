@@ -40,7 +40,9 @@ def test_greedy_is_deterministic_and_max_tokens_is_exact(shared_model: Model) ->
 
 
 def test_same_seed_same_sample(shared_model: Model) -> None:
-    params = SamplingParams(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=1234, max_tokens=20)
+    params = SamplingParams(
+        temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=1234, max_tokens=20
+    )
     runs = {_text(list(shared_model.complete("My favourite animal is", params))) for _ in range(2)}
     assert len(runs) == 1
 
@@ -50,7 +52,9 @@ def test_stop_strings_end_the_text_before_them(shared_model: Model) -> None:
     words = full.split()
     assert len(words) > 3
     stop = words[2]
-    cut = list(shared_model.complete("Once upon a time", GREEDY.model_copy(update={"stop": (stop,)})))
+    cut = list(
+        shared_model.complete("Once upon a time", GREEDY.model_copy(update={"stop": (stop,)}))
+    )
     assert _text(cut) == full[: full.index(stop)]
     assert cut[-1].finish_reason == "stop"
 

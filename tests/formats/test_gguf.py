@@ -43,7 +43,12 @@ def test_tiny_generated_gguf(tmp_path: Path) -> None:
     assert info.parameters == 5 * 8 + 8
     assert info.quantization == "ALL_F32"
     assert info.tensor_types == {"F32": 2}
-    assert (info.context_length, info.embedding_length, info.block_count, info.head_count) == (128, 8, 1, 2)
+    assert (info.context_length, info.embedding_length, info.block_count, info.head_count) == (
+        128,
+        8,
+        1,
+        2,
+    )
     assert info.vocab_size == 5
     assert info.license == "mit"
     assert info.chat_template == "{% for m in messages %}{{ m.content }}{% endfor %}"
@@ -77,7 +82,11 @@ def test_damaged_files(tmp_path: Path, bundled_gguf: Path) -> None:
     with pytest.raises(ModelFormatError, match="no GGUF header"):
         detect(text)
     data = bundled_gguf.read_bytes()
-    for size, reason in ((6, "not a valid GGUF"), (2_000, "not a valid GGUF"), (len(data) - 10, "truncated")):
+    for size, reason in (
+        (6, "not a valid GGUF"),
+        (2_000, "not a valid GGUF"),
+        (len(data) - 10, "truncated"),
+    ):
         cut = tmp_path / f"cut-{size}.gguf"
         cut.write_bytes(data[:size])
         with pytest.raises(ModelFormatError, match=reason):

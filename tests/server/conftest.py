@@ -75,8 +75,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [
-                str(OWL), "serve", "--host", "127.0.0.1", "--port", str(port),
-                "--ctx", str(SERVER_CTX), "--threads", str(SERVER_THREADS),
+                str(OWL),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--ctx",
+                str(SERVER_CTX),
+                "--threads",
+                str(SERVER_THREADS),
             ],
             env=env,
             stdout=sink,

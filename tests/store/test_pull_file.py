@@ -33,7 +33,9 @@ def test_embedded_model_registers_without_network(store: Store, settings: Settin
     assert resolve("smollm2", store=store, settings=settings).display_name == "smollm2"
 
 
-def test_pull_local_file(store: Store, settings: Settings, bundled_gguf: Path, tmp_path: Path) -> None:
+def test_pull_local_file(
+    store: Store, settings: Settings, bundled_gguf: Path, tmp_path: Path
+) -> None:
     local = tmp_path / "My-Model.gguf"
     shutil.copy(bundled_gguf, local)
     manifest = pull(f"./{os.path.relpath(local)}", store=store, settings=settings)
@@ -41,7 +43,9 @@ def test_pull_local_file(store: Store, settings: Settings, bundled_gguf: Path, t
     assert manifest.weights.digest == sha256_file(local)
     assert manifest.source.uri == str(local.resolve())
     # Pulling the same file again is the same model, not a clash.
-    assert pull(str(local), store=store, settings=settings).weights.digest == manifest.weights.digest
+    assert (
+        pull(str(local), store=store, settings=settings).weights.digest == manifest.weights.digest
+    )
     assert resolve(str(local), store=store, settings=settings).display_name == "my-model"
 
 
@@ -63,7 +67,9 @@ def test_name_clash_asks_for_a_name(
     assert store.blobs.digests() == set()
 
 
-def test_bad_files_leave_nothing(store: Store, settings: Settings, bundled_gguf: Path, tmp_path: Path) -> None:
+def test_bad_files_leave_nothing(
+    store: Store, settings: Settings, bundled_gguf: Path, tmp_path: Path
+) -> None:
     text = tmp_path / "notes.gguf"
     text.write_text("not a model")
     with pytest.raises(ModelFormatError, match="not a model file"):

@@ -86,8 +86,7 @@ class Hub:
 
     def add_tree(self, repo: str, names: list[str], *, revision: str = "main") -> None:
         entries = [
-            {"type": "file", "path": name, "size": 1, "oid": git_oid(name)}
-            for name in names
+            {"type": "file", "path": name, "size": 1, "oid": git_oid(name)} for name in names
         ]
         self.server.add_json(f"/api/models/{repo}/tree/{revision}", json.dumps(entries).encode())
 
@@ -182,9 +181,7 @@ def test_bytes_that_do_not_match_the_hub_sha256_store_nothing(hub, monkeypatch):
 
 
 def test_an_unknown_repository_is_source_not_found(hub, monkeypatch):
-    hub.server.add_error(
-        "/Org/Nope/resolve/main/model.gguf", 404, {"X-Error-Code": "RepoNotFound"}
-    )
+    hub.server.add_error("/Org/Nope/resolve/main/model.gguf", 404, {"X-Error-Code": "RepoNotFound"})
     config = hub.settings(monkeypatch)
     store = open_store(config)
 

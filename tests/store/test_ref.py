@@ -64,7 +64,9 @@ def test_hub_refs() -> None:
     assert bare.repo_id == "Org/Repo" and bare.filename is None and bare.revision is None
 
 
-@pytest.mark.parametrize("bad", ["hf:", "hf:Org", "hf:Org/Repo/../x.gguf", "hf:Org/Repo/x@", "hf:/x/../y"])
+@pytest.mark.parametrize(
+    "bad", ["hf:", "hf:Org", "hf:Org/Repo/../x.gguf", "hf:Org/Repo/x@", "hf:/x/../y"]
+)
 def test_bad_hub_refs(bad: str) -> None:
     with pytest.raises(InvalidModelName):
         parse_ref(bad)
@@ -86,6 +88,11 @@ def test_file_default_name_is_the_stem() -> None:
 
 def test_digest_validation() -> None:
     assert validate_digest(f"sha256:{HEX}") == f"sha256:{HEX}"
-    for bad in (f"sha256:{HEX[:-1]}", f"sha256:{HEX.upper()}", f"md5:{HEX}", f"sha256:../{HEX[3:]}"):
+    for bad in (
+        f"sha256:{HEX[:-1]}",
+        f"sha256:{HEX.upper()}",
+        f"md5:{HEX}",
+        f"sha256:../{HEX[3:]}",
+    ):
         with pytest.raises(InvalidModelName):
             validate_digest(bad)

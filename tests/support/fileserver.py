@@ -154,7 +154,11 @@ class FileServer:
                 status = 200
                 range_header = self.headers.get("Range")
                 if_range = self.headers.get("If-Range")
-                if range_header and served.supports_range and (not if_range or if_range == served.etag):
+                if (
+                    range_header
+                    and served.supports_range
+                    and (not if_range or if_range == served.etag)
+                ):
                     match = re.match(r"bytes=(\d+)-$", range_header)
                     if match:
                         start = int(match[1])

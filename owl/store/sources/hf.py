@@ -32,7 +32,9 @@ def pick_gguf(repo_id: str, files: list[str]) -> str:
     if not ggufs:
         raise SourceNotFound(f"hf:{repo_id} has no .gguf file; name a file: hf:{repo_id}/FILE")
     listed = ", ".join(ggufs[:10])
-    raise InvalidModelName(f"hf:{repo_id} has several GGUF files ({listed}); name one: hf:{repo_id}/FILE")
+    raise InvalidModelName(
+        f"hf:{repo_id} has several GGUF files ({listed}); name one: hf:{repo_id}/FILE"
+    )
 
 
 def _commit_of(path: Path) -> str | None:

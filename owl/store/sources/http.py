@@ -58,7 +58,11 @@ def _total_size(response: httpx.Response, offset: int) -> int | None:
 
 
 def _download_once(
-    client: httpx.Client, url: str, writer: HashingWriter, progress: Progress | None, blobs_root: Path
+    client: httpx.Client,
+    url: str,
+    writer: HashingWriter,
+    progress: Progress | None,
+    blobs_root: Path,
 ) -> None:
     headers = {}
     if writer.size:
