@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,8 +18,9 @@ from rich.progress import (
 from rich.table import Table
 
 from owl.cli.common import print_json, settings, store_for
+from owl.errors import ModelNotFound
 from owl.formats import human_bytes, human_count, inspect
-from owl.store import parse_name, pull, register_embedded, resolve
+from owl.store import RefKind, parse_name, parse_ref, pull, register_embedded, resolve
 
 console = Console()
 JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -86,10 +88,21 @@ def show_command(
         bool, typer.Option("--template", help="Print only the chat template.")
     ] = False,
 ) -> None:
-    """Show a model's architecture, parameters, quantization, template, license, source."""
+    """Show a model's architecture, parameters, quantization, template, license, source.
+
+    MODEL may also be a local file that is not in the store: it is read where it is.
+    """
     config = settings()
     store = store_for(config)
-    manifest = resolve(model, store=store, settings=config)
+    ref = parse_ref(model)
+    if ref.kind is RefKind.FILE and ref.path is not None and ref.path.is_file():
+        try:
+            manifest = resolve(ref, store=store, settings=config)
+        except ModelNotFound:
+            _show_file(ref.path, json_output=json_output, template=template)
+            return
+    else:
+        manifest = resolve(ref, store=store, settings=config)
     info = inspect(store.weights_path(manifest))
     if template:
         print(info.chat_template or "")
@@ -149,6 +162,28 @@ def show_command(
     if info.chat_template:
         console.print("[bold]chat template[/bold]")
         console.print(info.chat_template, markup=False, highlight=False)
+
+
+def _show_file(path: Path, *, json_output: bool, template: bool) -> None:
+    info = inspect(path)
+    if template:
+        print(info.chat_template or "")
+        return
+    details = {"path": str(path.resolve()), "size": path.stat().st_size, **info.model_dump()}
+    if json_output:
+        print_json(details)
+        return
+    table = Table(box=None, show_header=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key in ("path", "architecture", "parameters", "quantization", "context_length", "license"):
+        value = details[key]
+        table.add_row(
+            key.replace("_", " "),
+            "-" if value is None else f"{value:,}" if isinstance(value, int) else str(value),
+        )
+    console.print(table)
+    console.print("(not in the store: `owl pull` it to run it)")
 
 
 def rm_command(

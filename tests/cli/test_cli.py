@@ -159,3 +159,15 @@ def test_errors_are_one_clear_line(owl_env: Path, args: tuple[str, ...], message
     assert "Traceback" not in result.stderr
     if result.returncode == 1:
         assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+
+
+def test_show_reads_a_file_that_is_not_in_the_store(owl_env: Path, bundled_gguf: Path) -> None:
+    shown = owl(owl_env, "show", str(bundled_gguf), "--json")
+    assert shown.returncode == 0, shown.stderr
+    details = json.loads(shown.stdout)
+    assert details["path"] == str(bundled_gguf.resolve())
+    assert (details["architecture"], details["quantization"]) == ("llama", "Q4_1")
+    # Reading it pulled nothing.
+    assert not (owl_env / "manifests").exists() or not list((owl_env / "manifests").glob("*/*"))
+    template = owl(owl_env, "show", str(bundled_gguf), "--template")
+    assert template.stdout.startswith("{% for message in messages %}")
