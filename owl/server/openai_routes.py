@@ -42,7 +42,7 @@ def _usage(usage: Usage | None) -> dict[str, int] | None:
 
 async def _collect(deltas: DeltaStream[Delta]) -> tuple[str, Delta]:
     parts, last = [], None
-    with deltas:  # a client that goes away cancels this task: stop generating
+    with deltas:  # if this task is cancelled (shutdown), stop generating
         async for delta in deltas:
             parts.append(delta.text)
             last = delta
