@@ -119,6 +119,7 @@ def show_command(
         "head_count": info.head_count,
         "vocab_size": info.vocab_size,
         "license": manifest.license or info.license,
+        "defaults": manifest.parameters,
         "format": manifest.format,
         "size": manifest.size,
         "digest": manifest.weights.digest,
@@ -147,6 +148,10 @@ def show_command(
         ("layers", str(info.block_count or "-")),
         ("vocabulary", str(info.vocab_size or "-")),
         ("license", details["license"] or "-"),
+        (
+            "defaults",
+            " ".join(f"{key}={value}" for key, value in manifest.parameters.items()) or "-",
+        ),
         ("size", human_bytes(manifest.size)),
         ("digest", manifest.weights.digest),
         (

@@ -85,27 +85,24 @@ def run_command(
     from owl.store import resolve
 
     config = settings(ctx=ctx, threads=threads)
-    given = {
-        "temperature": temperature,
-        "top_p": top_p,
-        "top_k": top_k,
-        "min_p": min_p,
-        "repeat_penalty": repeat_penalty,
-        "seed": seed,
-        "max_tokens": max_tokens,
-    }
+    store = store_for(config)
+    manifest = resolve(model, store=store, settings=config, pull_missing=True)
+    loaded = engine.load(manifest, store=store, settings=config)
     try:
-        params = SamplingParams(
-            **{key: value for key, value in given.items() if value is not None},
-            stop=tuple(stop or ()),
+        params = loaded.sampling(
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            min_p=min_p,
+            repeat_penalty=repeat_penalty,
+            seed=seed,
+            max_tokens=max_tokens,
+            stop=tuple(stop) if stop else None,
         )
     except ValidationError as err:
         problem = err.errors()[0]
         option = "--" + str(problem["loc"][0]).replace("_", "-")
         raise typer.BadParameter(f"{option}: {problem['msg']}") from None
-    store = store_for(config)
-    manifest = resolve(model, store=store, settings=config, pull_missing=True)
-    loaded = engine.load(manifest, store=store, settings=config)
     if prompt is None and not sys.stdin.isatty():
         prompt = sys.stdin.read()
     if prompt is None:

@@ -43,7 +43,7 @@ def load(manifest: Manifest, *, store: Store, settings: Settings) -> Model:
         )
     path = store.weights_path(manifest)
     backend = factory(path, n_ctx=context_size(manifest, settings), threads=settings.threads)
-    return Model(backend, name=manifest.display_name)
+    return Model(backend, name=manifest.display_name, defaults=manifest.parameters)
 
 
 __all__ = ["BACKENDS", "Backend", "Delta", "Model", "SamplingParams", "Usage", "load"]

@@ -48,9 +48,17 @@ class Delta:
 class Model:
     """A loaded model. Generations run one at a time on the engine thread."""
 
-    def __init__(self, backend: Backend, *, name: str) -> None:
+    def __init__(
+        self, backend: Backend, *, name: str, defaults: dict[str, Any] | None = None
+    ) -> None:
         self.name = name
         self.backend = backend
+        # The manifest's default sampling parameters; keys owl does not know are ignored.
+        self.defaults = {
+            key: value
+            for key, value in (defaults or {}).items()
+            if key in SamplingParams.model_fields
+        }
         metadata = backend.metadata
         bos, eos = backend.bos_token, backend.eos_token
         self.template = ChatTemplate(
@@ -60,6 +68,11 @@ class Model:
         )
         self._bos_text = backend.token_text(bos) if bos is not None else ""
         self._worker = engine_thread()
+
+    def sampling(self, **given: Any) -> SamplingParams:
+        """Sampling parameters: the model's defaults, overridden by the non-None `given`."""
+        chosen = {key: value for key, value in given.items() if value is not None}
+        return SamplingParams(**{**self.defaults, **chosen})
 
     @property
     def n_ctx(self) -> int:

@@ -114,7 +114,7 @@ def _model_card(manifest: Any) -> dict[str, Any]:
 @router.post("/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     model = await _pool(request).get(body.model)
-    params = body.sampling(max_tokens=body.max_completion_tokens)
+    params = body.sampling(model, max_tokens=body.max_completion_tokens)
     messages = [message.as_template_input() for message in body.messages]
     prompt = await run_in_threadpool(model.chat_tokens, messages)
     deltas = model.generate(prompt, params)
@@ -156,7 +156,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
 @router.post("/completions")
 async def completions(body: CompletionRequest, request: Request) -> Any:
     model = await _pool(request).get(body.model)
-    params = body.sampling()
+    params = body.sampling(model)
     assert isinstance(body.prompt, str)
     prompt = await run_in_threadpool(model.text_tokens, body.prompt)
     deltas = model.generate(prompt, params)

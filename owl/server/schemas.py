@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from owl.engine import SamplingParams
+from owl.engine import Model, SamplingParams
 
 MAX_STOP = 16
 
@@ -42,28 +42,21 @@ class _Request(BaseModel):
             raise ValueError(f"at most {MAX_STOP} stop sequences")
         return value
 
-    def sampling(self, *, max_tokens: int | None = None) -> SamplingParams:
-        """The request's sampling parameters; unset ones keep owl's defaults.
+    def sampling(self, model: Model, *, max_tokens: int | None = None) -> SamplingParams:
+        """The request's sampling parameters over `model`'s defaults.
 
         `max_tokens` overrides the request's own (chat's newer max_completion_tokens).
         """
-        given = {
-            key: getattr(self, key)
-            for key in (
-                "temperature",
-                "top_p",
-                "top_k",
-                "min_p",
-                "repeat_penalty",
-                "frequency_penalty",
-                "presence_penalty",
-                "seed",
-            )
-            if getattr(self, key) is not None
-        }
-        return SamplingParams(
-            **given,
-            stop=tuple(self.stop or ()),
+        return model.sampling(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            min_p=self.min_p,
+            repeat_penalty=self.repeat_penalty,
+            frequency_penalty=self.frequency_penalty,
+            presence_penalty=self.presence_penalty,
+            seed=self.seed,
+            stop=tuple(self.stop) if self.stop else None,
             max_tokens=max_tokens or self.max_tokens,
         )
 

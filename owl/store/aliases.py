@@ -6,6 +6,7 @@ import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from owl.store.ref import ModelName, ModelRef, RefKind, parse_name, parse_ref
 
@@ -18,6 +19,7 @@ class Alias:
     source: ModelRef
     license: str | None
     description: str
+    parameters: dict[str, Any]
 
     @property
     def offline(self) -> bool:
@@ -37,6 +39,7 @@ def aliases() -> dict[ModelName, Alias]:
             source=parse_ref(entry["source"]),
             license=entry.get("license"),
             description=entry.get("description", ""),
+            parameters=dict(entry.get("parameters", {})),
         )
     return result
 

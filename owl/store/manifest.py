@@ -47,6 +47,9 @@ class Manifest(BaseModel):
     files: list[FileEntry]
     source: Source
     license: str | None = None
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="Default sampling parameters, e.g. temperature."
+    )
     pulled_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     info: dict[str, Any] = Field(default_factory=dict)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from owl.config import Settings
 from owl.errors import ModelFormatError, ModelNotFound, NameClash, SourceNotFound
 from owl.formats import detect, inspect
@@ -30,13 +32,15 @@ def pull(
     settings: Settings,
     name: str | None = None,
     license: str | None = None,
+    parameters: dict[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> Manifest:
     """Bring a model into the store and return its manifest.
 
     `ref` is a store name or built-in alias, a local file, an http(s) URL, an `hf:` Hub
     file or a `package:` file. The model is named `name`, else the file's stem. Pulling
-    a name already stored from a different source raises NameClash.
+    a name already stored from a different source raises NameClash. `parameters` are the
+    model's default sampling parameters (a built-in alias brings its own).
     """
     ref = parse_ref(ref) if isinstance(ref, str) else ref
     if ref.kind is RefKind.NAME:
@@ -52,6 +56,7 @@ def pull(
                 settings=settings,
                 name=str(ref.name),
                 license=existing.license,
+                parameters=existing.parameters,
                 progress=progress,
             )
         alias = find_alias(ref.name)
@@ -68,6 +73,7 @@ def pull(
             settings=settings,
             name=name or str(alias.name),
             license=license or alias.license,
+            parameters=parameters or alias.parameters,
             progress=progress,
         )
 
@@ -99,6 +105,7 @@ def pull(
         files=[FileEntry(filename=fetched.filename, digest=fetched.digest, size=fetched.size)],
         source=Source(kind=ref.kind, uri=fetched.uri, revision=fetched.revision),
         license=license or info.license,
+        parameters=parameters or {},
         info=info.summary(),
     )
     store.save(manifest)

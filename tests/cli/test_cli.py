@@ -107,6 +107,7 @@ def test_list_and_show(owl_env: Path) -> None:
     assert shown["quantization"] == "Q4_1"
     assert shown["context_length"] == 8192
     assert shown["license"] == "apache-2.0"
+    assert shown["defaults"] == {"temperature": 0.2, "top_p": 0.9}
     assert "<|im_start|>" in shown["chat_template"]
     assert shown["digest"] == entry["files"][0]["digest"]
     assert shown["source"]["kind"] == "package"

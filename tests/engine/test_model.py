@@ -98,3 +98,12 @@ def test_concurrent_generations_do_not_mix(shared_model: Model) -> None:
     for thread in threads:
         thread.join(timeout=120)
     assert together == alone
+
+
+def test_the_manifests_defaults_apply_unless_overridden(shared_model: Model) -> None:
+    assert shared_model.defaults == {"temperature": 0.2, "top_p": 0.9}
+    assert (shared_model.sampling().temperature, shared_model.sampling().top_p) == (0.2, 0.9)
+    chosen = shared_model.sampling(temperature=0.7, top_p=None, stop=("\n",))
+    assert (chosen.temperature, chosen.top_p, chosen.stop) == (0.7, 0.9, ("\n",))
+    ignored = Model(shared_model.backend, name="x", defaults={"temperature": 0.5, "mirostat": 2})
+    assert ignored.defaults == {"temperature": 0.5}

@@ -22,6 +22,7 @@ def test_embedded_model_registers_without_network(store: Store, settings: Settin
     manifest = store.get(parse_name("smollm2"))
     assert manifest.source.kind is RefKind.PACKAGE
     assert manifest.license == "apache-2.0"
+    assert manifest.parameters == {"temperature": 0.2, "top_p": 0.9}  # from aliases.toml
     assert manifest.info["architecture"] == "llama"
     assert manifest.info["quantization"] == "Q4_1"
     assert store.blobs.path(manifest.weights.digest).stat().st_size == manifest.size
