@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from machine import cpu_name, load_average
+from common import cpu_name, load_average, run_and_print
 
 MODEL = "smollm2"
 # A raw completion prompt that greedy decoding continues for well over 128 tokens
@@ -337,14 +337,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.max_tokens < 2 or args.rounds < 1 or args.threads < 1:
         parser.error("--max-tokens must be at least 2, --rounds and --threads at least 1")
-    started = time.perf_counter()
-    if args.home is not None:
-        result = run(args, args.home.expanduser().resolve())
-    else:
-        with tempfile.TemporaryDirectory(prefix="owl-bench-") as home:
-            result = run(args, Path(home))
-    result["bench_s"] = round(time.perf_counter() - started, 1)
-    print(json.dumps(result), flush=True)
+    run_and_print(run, args)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Prints one JSON line on stdout; progress goes to stderr. Never a timed assert.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import statistics
@@ -24,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from machine import cpu_name, load_average
+from common import cpu_name, load_average, run_and_print
 
 MODEL = "smollm2"
 PROMPT = "hi"
@@ -151,14 +150,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be at least 1")
-    started = time.perf_counter()
-    if args.home is not None:
-        result = run(args, args.home.expanduser().resolve())
-    else:
-        with tempfile.TemporaryDirectory(prefix="owl-bench-") as home:
-            result = run(args, Path(home))
-    result["bench_s"] = round(time.perf_counter() - started, 1)
-    print(json.dumps(result), flush=True)
+    run_and_print(run, args)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -131,9 +132,6 @@ def show_command(
     if json_output:
         print_json(details)
         return
-    table = Table(box=None, show_header=False)
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column(overflow="fold")
     rows = [
         ("name", manifest.display_name),
         ("architecture", info.architecture or "-"),
@@ -161,12 +159,25 @@ def show_command(
         ),
         ("pulled", manifest.pulled_at.strftime("%Y-%m-%d %H:%M:%S %Z")),
     ]
-    for key, value in rows:
-        table.add_row(key, value)
-    console.print(table)
+    console.print(_key_value_table(rows))
     if info.chat_template:
         console.print("[bold]chat template[/bold]")
         console.print(info.chat_template, markup=False, highlight=False)
+
+
+def _key_value_table(rows: Iterable[tuple[str, str]]) -> Table:
+    table = Table(box=None, show_header=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def _show_file(path: Path, *, json_output: bool, template: bool) -> None:
@@ -178,16 +189,8 @@ def _show_file(path: Path, *, json_output: bool, template: bool) -> None:
     if json_output:
         print_json(details)
         return
-    table = Table(box=None, show_header=False)
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column(overflow="fold")
-    for key in ("path", "architecture", "parameters", "quantization", "context_length", "license"):
-        value = details[key]
-        table.add_row(
-            key.replace("_", " "),
-            "-" if value is None else f"{value:,}" if isinstance(value, int) else str(value),
-        )
-    console.print(table)
+    keys = ("path", "architecture", "parameters", "quantization", "context_length", "license")
+    console.print(_key_value_table((key.replace("_", " "), _cell(details[key])) for key in keys))
     console.print("(not in the store: `owl pull` it to run it)")
 
 
