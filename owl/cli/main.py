@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
@@ -27,6 +28,7 @@ def _register() -> None:
 def main() -> None:
     """Entry point of the console script: one clear line and exit 1 on any OwlError."""
     _register()
+    logging.basicConfig(format="owl: %(levelname)s: %(message)s", level=logging.WARNING)
     try:
         app()
     except OwlError as err:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -14,6 +15,8 @@ from owl.errors import ModelNotFound, StoreCorrupted
 from owl.store.blobs import BlobStore
 from owl.store.manifest import Manifest
 from owl.store.ref import ModelName
+
+log = logging.getLogger("owl.store")
 
 
 class Store:
@@ -61,8 +64,16 @@ class Store:
         )
 
     def list(self) -> list[Manifest]:
-        """Every stored model, sorted by name."""
-        manifests = [self._read(path) for path in sorted(self.manifest_dir.glob("*/*.json"))]
+        """Every stored model, sorted by name; an unreadable manifest is skipped with a warning.
+
+        One damaged file must not hide every other model (or stop `owl rm` of the others).
+        """
+        manifests = []
+        for path in sorted(self.manifest_dir.glob("*/*.json")):
+            try:
+                manifests.append(self._read(path))
+            except StoreCorrupted as err:
+                log.warning("%s", err)
         return sorted(manifests, key=lambda manifest: manifest.display_name)
 
     def save(self, manifest: Manifest) -> None:

@@ -107,3 +107,16 @@ def test_lost_blob_is_reported_then_restored(store: Store, settings: Settings) -
         store.weights_path(manifest)
     restored = pull("smollm2", store=store, settings=settings)
     assert store.weights_path(restored).is_file()
+
+
+def test_a_damaged_manifest_hides_nothing_else(
+    store: Store, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    pull("smollm2", store=store, settings=settings)
+    damaged = store.manifest_dir / "broken" / "latest.json"
+    damaged.parent.mkdir()
+    damaged.write_text("{not json")
+    assert [manifest.display_name for manifest in store.list()] == ["smollm2"]
+    assert "delete it and pull the model again" in caplog.text
+    with pytest.raises(StoreCorrupted, match="unreadable"):
+        store.get(parse_name("broken"))
