@@ -59,14 +59,13 @@ class Model:
             for key, value in (defaults or {}).items()
             if key in SamplingParams.model_fields
         }
-        metadata = backend.metadata
         bos, eos = backend.bos_token, backend.eos_token
+        self._bos_text = backend.token_text(bos) if bos is not None else ""
         self.template = ChatTemplate(
-            metadata.get("tokenizer.chat_template"),
-            bos_token=backend.token_text(bos) if bos is not None else "",
+            backend.metadata.get("tokenizer.chat_template"),
+            bos_token=self._bos_text,
             eos_token=backend.token_text(eos) if eos is not None else "",
         )
-        self._bos_text = backend.token_text(bos) if bos is not None else ""
         self._worker = engine_thread()
 
     def sampling(self, **given: Any) -> SamplingParams:

@@ -149,9 +149,6 @@ class BlobStore:
             if len(path.name) == len("sha256-") + 64
         }
 
-    def usage(self) -> int:
-        return sum(path.stat().st_size for path in self.root.glob("sha256-*"))
-
 
 def sha256_file(path: Path) -> str:
     """The digest of a file on disk, read in chunks."""

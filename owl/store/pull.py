@@ -93,9 +93,7 @@ def pull(
     try:
         info = inspect(blob)
     except ModelFormatError:
-        if not any(
-            entry.digest == fetched.digest for manifest in store.list() for entry in manifest.files
-        ):
+        if fetched.digest not in store.used_digests():
             store.blobs.remove(fetched.digest)
         raise
     manifest = Manifest(

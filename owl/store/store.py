@@ -103,7 +103,7 @@ class Store:
             pass  # other tags of this name remain
         # Only this model's own blobs: a blob that a concurrent pull has just committed
         # but not yet named in a manifest must survive.
-        for digest in {entry.digest for entry in manifest.files} - self._used_digests():
+        for digest in {entry.digest for entry in manifest.files} - self.used_digests():
             self.blobs.remove(digest)
         return manifest
 
@@ -111,12 +111,6 @@ class Store:
         """The path of the file the engine loads; StoreCorrupted if its blob is gone."""
         return self.blobs.require(manifest.weights.digest)
 
-    def _used_digests(self) -> set[str]:
+    def used_digests(self) -> set[str]:
+        """Every digest some manifest names."""
         return {entry.digest for manifest in self.list() for entry in manifest.files}
-
-    def collect_garbage(self) -> list[str]:
-        """Remove blobs that no manifest names; returns their digests."""
-        unused = sorted(self.blobs.digests() - self._used_digests())
-        for digest in unused:
-            self.blobs.remove(digest)
-        return unused
