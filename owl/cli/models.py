@@ -18,10 +18,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from owl.cli.common import print_json, settings, store_for
+from owl.cli.common import print_json
+from owl.config import load_settings
 from owl.errors import ModelNotFound
-from owl.formats import human_bytes, human_count, inspect
-from owl.store import RefKind, parse_name, parse_ref, pull, register_embedded, resolve
+from owl.formats import ModelInfo, human_bytes, human_count, inspect
+from owl.store import RefKind, open_store, parse_name, parse_ref, pull, register_embedded, resolve
 
 console = Console()
 JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -34,8 +35,8 @@ def pull_command(
     ] = None,
 ) -> None:
     """Pull a model into the store (resumable, verified by sha256)."""
-    config = settings()
-    store = store_for(config)
+    config = load_settings()
+    store = open_store(config)
     with Progress(
         TextColumn("[bold]pulling[/bold]"),
         BarColumn(),
@@ -59,8 +60,8 @@ def pull_command(
 
 def list_command(json_output: JSON = False) -> None:
     """List the models in the store."""
-    config = settings()
-    store = store_for(config)
+    config = load_settings()
+    store = open_store(config)
     register_embedded(store, config)
     manifests = store.list()
     if json_output:
@@ -93,20 +94,23 @@ def show_command(
 
     MODEL may also be a local file that is not in the store: it is read where it is.
     """
-    config = settings()
-    store = store_for(config)
+    config = load_settings()
+    store = open_store(config)
     ref = parse_ref(model)
-    if ref.kind is RefKind.FILE and ref.path is not None and ref.path.is_file():
-        try:
-            manifest = resolve(ref, store=store, settings=config)
-        except ModelNotFound:
-            _show_file(ref.path, json_output=json_output, template=template)
-            return
-    else:
+    try:
         manifest = resolve(ref, store=store, settings=config)
-    info = inspect(store.weights_path(manifest))
+    except ModelNotFound:
+        if ref.kind is not RefKind.FILE or ref.path is None or not ref.path.is_file():
+            raise
+        manifest = None  # a local file that is not in the store: read it where it is
+    path = store.weights_path(manifest) if manifest is not None else ref.path
+    assert path is not None
+    info = inspect(path)
     if template:
         print(info.chat_template or "")
+        return
+    if manifest is None:
+        _show_file(path, info, json_output=json_output)
         return
     details = {
         "name": manifest.display_name,
@@ -180,11 +184,7 @@ def _cell(value: object) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def _show_file(path: Path, *, json_output: bool, template: bool) -> None:
-    info = inspect(path)
-    if template:
-        print(info.chat_template or "")
-        return
+def _show_file(path: Path, info: ModelInfo, *, json_output: bool) -> None:
     details = {"path": str(path.resolve()), "size": path.stat().st_size, **info.model_dump()}
     if json_output:
         print_json(details)
@@ -198,7 +198,7 @@ def rm_command(
     names: Annotated[list[str], typer.Argument(help="Models to delete.")],
 ) -> None:
     """Delete models from the store (and the files no other model uses)."""
-    store = store_for(settings())
+    store = open_store(load_settings())
     for name in names:
         manifest = store.remove(parse_name(name))
         console.print(f"deleted [bold]{manifest.display_name}[/bold]")

@@ -8,9 +8,10 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from owl.cli.common import settings, store_for
+from owl.config import load_settings
 from owl.engine import Model, SamplingParams
 from owl.errors import OwlError
+from owl.store import open_store, resolve
 
 
 def _stream(model: Model, messages: list[dict[str, str]], params: SamplingParams) -> str:
@@ -82,10 +83,9 @@ def run_command(
 ) -> None:
     """Answer PROMPT with MODEL, streaming the reply; without PROMPT, chat."""
     from owl import engine
-    from owl.store import resolve
 
-    config = settings(ctx=ctx, threads=threads)
-    store = store_for(config)
+    config = load_settings(ctx=ctx, threads=threads)
+    store = open_store(config)
     manifest = resolve(model, store=store, settings=config, pull_missing=True)
     loaded = engine.load(manifest, store=store, settings=config)
     try:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from owl.cli.common import settings
+from owl.config import load_settings
 
 
 def serve_command(
@@ -20,7 +20,7 @@ def serve_command(
     """Serve the store's models over an OpenAI-compatible API."""
     from owl.server import serve
 
-    serve(settings(host=host, port=port, ctx=ctx, threads=threads))
+    serve(load_settings(host=host, port=port, ctx=ctx, threads=threads))
 
 
 def register(app: typer.Typer) -> None:
