@@ -35,6 +35,7 @@ test: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/decode.py
 	$(BIN)/python bench/first_token.py
+	$(BIN)/python bench/scan.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -104,3 +104,16 @@ class InsufficientSpace(OwlError, OSError):
 
     http_status = 507
     code = "insufficient_storage"
+
+
+class UnsafeModel(OwlError, PermissionError):
+    """A scan found something in the model's files that could harm the machine."""
+
+    http_status = 403
+    code = "unsafe_model"
+
+
+class UnverifiedModel(UnsafeModel):
+    """A scan could not read the model's files to the end, so they are not known to be safe."""
+
+    code = "unverified_model"

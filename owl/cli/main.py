@@ -19,9 +19,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from owl.cli import models, run, serve
+    from owl.cli import models, run, scan, serve
 
-    for module in (models, run, serve):
+    for module in (models, run, serve, scan):
         module.register(app)
 
 

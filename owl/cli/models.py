@@ -22,6 +22,7 @@ from owl.cli.common import print_json
 from owl.config import load_settings
 from owl.errors import ModelNotFound
 from owl.formats import ModelInfo, human_bytes, human_count, inspect
+from owl.scan.policy import first_reason, verdict_of
 from owl.store import RefKind, open_store, parse_name, parse_ref, pull, register_embedded, resolve
 
 console = Console()
@@ -56,6 +57,16 @@ def pull_command(
         f"pulled [bold]{manifest.display_name}[/bold] "
         f"({human_bytes(manifest.size)}, {manifest.weights.digest[:19]})"
     )
+    verdict = verdict_of(manifest)
+    if verdict not in ("clean", "unsupported"):
+        # Kept in the store so that it can be inspected, but run and serve refuse it.
+        typer.secho(
+            f"warning: {manifest.display_name} is {verdict}: {first_reason(manifest)}. "
+            f"`owl run` and `owl serve` will refuse it; `owl scan {manifest.display_name}` "
+            f"lists every finding, `owl rm {manifest.display_name}` deletes it",
+            err=True,
+            fg=typer.colors.RED,
+        )
 
 
 def list_command(json_output: JSON = False) -> None:
@@ -130,6 +141,7 @@ def show_command(
         "digest": manifest.weights.digest,
         "source": manifest.source.model_dump(mode="json"),
         "pulled_at": manifest.pulled_at.isoformat(),
+        "scan": verdict_of(manifest) if manifest.scans else None,
         "chat_template": info.chat_template,
         "metadata": info.metadata,
     }
@@ -162,6 +174,7 @@ def show_command(
             + (f" @ {manifest.source.revision}" if manifest.source.revision else ""),
         ),
         ("pulled", manifest.pulled_at.strftime("%Y-%m-%d %H:%M:%S %Z")),
+        ("scan", verdict_of(manifest) if manifest.scans else "not scanned yet"),
     ]
     console.print(_key_value_table(rows))
     if info.chat_template:

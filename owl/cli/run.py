@@ -80,6 +80,14 @@ def run_command(
         int | None, typer.Option(help="Context window in tokens (0 = the model's).")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
+    allow_unsafe: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsafe",
+            help="Load MODEL although its scan found it unsafe or could not verify it "
+            "(experts only; recorded in its manifest).",
+        ),
+    ] = False,
 ) -> None:
     """Answer PROMPT with MODEL, streaming the reply; without PROMPT, chat."""
     from owl import engine
@@ -87,7 +95,13 @@ def run_command(
     config = load_settings(ctx=ctx, threads=threads)
     store = open_store(config)
     manifest = resolve(model, store=store, settings=config, pull_missing=True)
-    loaded = engine.load(manifest, store=store, settings=config)
+    loaded = engine.load(
+        manifest,
+        store=store,
+        settings=config,
+        allow_unsafe=allow_unsafe,
+        by="owl run --allow-unsafe",
+    )
     try:
         params = loaded.sampling(
             temperature=temperature,

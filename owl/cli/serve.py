@@ -16,11 +16,23 @@ def serve_command(
         int | None, typer.Option(help="Context window per model (0 = the model's).")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
+    allow_unsafe: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-unsafe",
+            metavar="MODEL",
+            help="Serve MODEL although its scan found it unsafe or could not verify it "
+            "(experts only; repeat per model; recorded in its manifest).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the store's models over an OpenAI-compatible API."""
     from owl.server import serve
 
-    serve(load_settings(host=host, port=port, ctx=ctx, threads=threads))
+    serve(
+        load_settings(host=host, port=port, ctx=ctx, threads=threads),
+        allow_unsafe=allow_unsafe or (),
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -33,8 +33,22 @@ def context_size(manifest: Manifest, settings: Settings) -> int:
     return min(settings.ctx, trained) if trained else settings.ctx
 
 
-def load(manifest: Manifest, *, store: Store, settings: Settings) -> Model:
-    """Load a stored model with the backend for its format."""
+def load(
+    manifest: Manifest,
+    *,
+    store: Store,
+    settings: Settings,
+    allow_unsafe: bool = False,
+    by: str = "owl",
+) -> Model:
+    """Load a stored model with the backend for its format, if its scan verdict is clean.
+
+    UnsafeModel/UnverifiedModel otherwise; `allow_unsafe` loads it anyway and records
+    that in the manifest, naming `by` (the command that asked).
+    """
+    from owl.scan.policy import require_loadable
+
+    manifest = require_loadable(manifest, store=store, allow_unsafe=allow_unsafe, by=by)
     factory = BACKENDS.get(manifest.format)
     if factory is None:
         raise EngineError(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -15,10 +15,13 @@ from owl.server.pool import ModelPool
 from owl.store import open_store, register_embedded
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """A FastAPI app serving the models in settings.home's store."""
+def create_app(settings: Settings, *, allow_unsafe: Iterable[str] = ()) -> FastAPI:
+    """A FastAPI app serving the models in settings.home's store.
+
+    Models whose scan verdict is not clean are refused unless named in `allow_unsafe`.
+    """
     store = open_store(settings)
-    pool = ModelPool(settings, store)
+    pool = ModelPool(settings, store, allow_unsafe=frozenset(allow_unsafe))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -39,12 +42,12 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, *, allow_unsafe: Iterable[str] = ()) -> None:
     """Run the server with uvicorn on settings.host:settings.port until interrupted."""
     import uvicorn
 
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, allow_unsafe=allow_unsafe),
         host=settings.host,
         port=settings.port,
         log_level="info",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from starlette.concurrency import run_in_threadpool
 
@@ -16,9 +17,13 @@ from owl.store import Manifest, RefKind, Store, parse_ref, resolve
 class ModelPool:
     """Models by store name, loaded once; a lock stops two requests loading one twice."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, *, allow_unsafe: frozenset[str] = frozenset()
+    ) -> None:
         self.settings = settings
         self.store = store
+        # Names the operator let through despite their scan verdict (owl serve --allow-unsafe).
+        self.allow_unsafe = allow_unsafe
         self._models: dict[str, Model] = {}
         self._loading = asyncio.Lock()
 
@@ -39,7 +44,14 @@ class ModelPool:
         async with self._loading:
             if key not in self._models:
                 self._models[key] = await run_in_threadpool(
-                    engine.load, manifest, store=self.store, settings=self.settings
+                    partial(
+                        engine.load,
+                        manifest,
+                        store=self.store,
+                        settings=self.settings,
+                        allow_unsafe=self._allowed_unsafe(manifest),
+                        by="owl serve --allow-unsafe",
+                    )
                 )
                 prefix = f"{manifest.display_name}@"
                 stale_keys = [other for other in self._models if other.startswith(prefix)]
@@ -47,6 +59,9 @@ class ModelPool:
                     # Closing waits for the generations already queued on it.
                     await run_in_threadpool(self._models.pop(stale).close)
             return self._models[key]
+
+    def _allowed_unsafe(self, manifest: Manifest) -> bool:
+        return bool({manifest.name, manifest.display_name} & self.allow_unsafe)
 
     def loaded(self) -> list[str]:
         return sorted({model.name for model in self._models.values()})

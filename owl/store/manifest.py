@@ -37,6 +37,24 @@ class Source(BaseModel):
     revision: str | None = None
 
 
+class ScanRecord(BaseModel):
+    """The scan verdict for one file (see owl.scan), kept so the same bytes are not rescanned."""
+
+    verdict: str  # clean | unsafe | unverified | unsupported
+    scanner: str = Field(description="owl.scan.scanner_version() that made this verdict.")
+    scanned_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    findings: list[dict[str, Any]] = Field(default_factory=list)
+    error: str | None = None
+
+
+class UnsafeOverride(BaseModel):
+    """Someone loaded this model despite its verdict, with --allow-unsafe: the audit trail."""
+
+    at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    verdict: str
+    by: str = Field(description="The command that did it, e.g. 'owl run --allow-unsafe'.")
+
+
 class Manifest(BaseModel):
     """What the store knows of one model."""
 
@@ -52,6 +70,10 @@ class Manifest(BaseModel):
     )
     pulled_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     info: dict[str, Any] = Field(default_factory=dict)
+    scans: dict[str, ScanRecord] = Field(
+        default_factory=dict, description="Scan verdicts by file digest."
+    )
+    allow_unsafe: list[UnsafeOverride] = Field(default_factory=list)
 
     @property
     def model_name(self) -> ModelName:

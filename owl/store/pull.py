@@ -11,6 +11,7 @@ from owl.store.aliases import aliases, find_alias
 from owl.store.blobs import Progress
 from owl.store.manifest import FileEntry, Manifest, Source
 from owl.store.ref import ModelName, ModelRef, RefKind, parse_name, parse_ref
+from owl.store.scans import scan_entries
 from owl.store.sources import fetch
 from owl.store.store import Store
 
@@ -96,15 +97,18 @@ def pull(
         if fetched.digest not in store.used_digests():
             store.blobs.remove(fetched.digest)
         raise
+    files = [FileEntry(filename=fetched.filename, digest=fetched.digest, size=fetched.size)]
     manifest = Manifest(
         name=target.name,
         tag=target.tag,
         format=info.format,
-        files=[FileEntry(filename=fetched.filename, digest=fetched.digest, size=fetched.size)],
+        files=files,
         source=Source(kind=ref.kind, uri=fetched.uri, revision=fetched.revision),
         license=license or info.license,
         parameters=parameters or {},
         info=info.summary(),
+        # Scanned now, loaded later: run and serve refuse what this verdict calls unsafe.
+        scans=scan_entries(store, files, model=str(target)),
     )
     store.save(manifest)
     return manifest

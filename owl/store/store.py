@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from owl.errors import ModelNotFound, StoreCorrupted
 from owl.store.blobs import BlobStore
-from owl.store.manifest import Manifest
+from owl.store.manifest import Manifest, ScanRecord
 from owl.store.ref import ModelName
 
 log = logging.getLogger("owl.store")
@@ -114,3 +114,11 @@ class Store:
     def used_digests(self) -> set[str]:
         """Every digest some manifest names."""
         return {entry.digest for manifest in self.list() for entry in manifest.files}
+
+    def scan_record(self, digest: str, scanner: str) -> ScanRecord | None:
+        """A verdict some manifest already holds for these bytes, made by this scanner."""
+        for manifest in self.list():
+            record = manifest.scans.get(digest)
+            if record is not None and record.scanner == scanner:
+                return record
+        return None

@@ -8,29 +8,15 @@ import pty
 import select
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import cli_env
+from tests.support.cli import OWL, owl
 
 pytestmark = pytest.mark.slow
-OWL = str(Path(sys.executable).with_name("owl"))
-
-
-def owl(
-    home: Path, *args: str, stdin: str | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [OWL, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=cli_env(home),
-        timeout=timeout,
-    )
 
 
 def test_run_streams_an_answer_from_the_embedded_model(owl_env: Path) -> None:

@@ -1,0 +1,199 @@
+"""Scan model files before anything loads them: `owl.scan.scan(paths)`.
+
+Every file is sniffed by content and handed to the checker for its format; a checker
+returns findings or raises Unverified. Nothing here executes, imports or deserialises
+anything from a file, and nothing reads tensor bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, computed_field
+
+from owl import __version__
+from owl.scan.detect import Kind, promises_model, sniff
+from owl.scan.findings import (
+    EXIT_CODES,
+    ExitCode,
+    FileReport,
+    Finding,
+    Severity,
+    Unverified,
+    Verdict,
+)
+
+log = logging.getLogger(__name__)
+
+Checker = Callable[..., list[Finding]]
+
+
+def _checker(kind: Kind) -> Checker:
+    # Imported on use: `owl run` needs only the GGUF and template checkers.
+    if kind is Kind.GGUF:
+        from owl.scan.gguf import scan_gguf
+
+        return scan_gguf
+    if kind is Kind.SAFETENSORS:
+        from owl.scan.safetensors import scan_safetensors
+
+        return scan_safetensors
+    if kind is Kind.ZIP:
+        from owl.scan.archives import scan_zip
+
+        return scan_zip
+    if kind is Kind.NPY:
+        from owl.scan.archives import scan_npy
+
+        return scan_npy
+    if kind is Kind.PICKLE:
+        from owl.scan.pickles import scan_pickle
+
+        return scan_pickle
+    if kind is Kind.TOKENIZER_CONFIG:
+        from owl.scan.templates import scan_tokenizer_config
+
+        return scan_tokenizer_config
+    if kind is Kind.JINJA:
+        from owl.scan.templates import scan_jinja_file
+
+        return scan_jinja_file
+    raise LookupError(kind)
+
+
+@cache
+def scanner_version() -> str:
+    """owl's version plus a digest of the rule files: a verdict from other rules is stale."""
+    digest = hashlib.sha256()
+    for rules in sorted(Path(__file__).parent.glob("*.toml")):
+        digest.update(rules.name.encode() + b"\0" + rules.read_bytes())
+    return f"{__version__}+rules.{digest.hexdigest()[:12]}"
+
+
+def scan_file(path: Path, *, name: str | None = None) -> FileReport:
+    """Scan one file; `name` is how to call it (a store blob's original file name)."""
+    shown = name or str(path)
+    try:
+        kind = sniff(path, name=name)
+    except OSError as err:
+        return FileReport(
+            file=shown, format="unknown", status="unverified", error=f"cannot read it: {err}"
+        )
+    if kind is Kind.UNKNOWN:
+        if promises_model(shown):
+            return FileReport(
+                file=shown,
+                format="unknown",
+                status="unverified",
+                error="named like a model file, but its content is none of the formats owl "
+                "checks (pickle, torch zip, numpy, safetensors, GGUF); do not load it",
+            )
+        return FileReport(file=shown, format="unknown", status="unsupported")
+    try:
+        findings = _checker(kind)(path, file=shown)
+    except Unverified as err:
+        where = f" at {err.location}" if err.location else ""
+        return FileReport(
+            file=shown,
+            format=kind.value,
+            status="unverified",
+            findings=err.findings,
+            error=f"{err.reason}{where}",
+        )
+    except Exception as err:  # a checker bug must still not call the file clean
+        log.debug("checker for %s failed", shown, exc_info=True)
+        return FileReport(
+            file=shown,
+            format=kind.value,
+            status="unverified",
+            error=f"owl's {kind.value} checker failed ({type(err).__name__}: {err})",
+        )
+    return FileReport(file=shown, format=kind.value, status="scanned", findings=findings)
+
+
+def _files(paths: Iterable[Path]) -> Iterable[tuple[Path, str]]:
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and ".git" not in child.relative_to(path).parts:
+                    yield child, str(child)
+        else:
+            yield path, str(path)
+
+
+def blocking(finding: Finding, *, strict: bool) -> bool:
+    """Whether a finding makes its file unsafe: high and critical ones, any under --strict."""
+    return strict or finding.severity.rank >= Severity.HIGH.rank
+
+
+class ScanReport(BaseModel):
+    """What a scan of several files found, and the one verdict for all of them."""
+
+    files: list[FileReport]
+    strict: bool = False
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def verdict(self) -> Verdict:
+        findings = [finding for report in self.files for finding in report.findings]
+        if any(blocking(finding, strict=self.strict) for finding in findings):
+            return Verdict.UNSAFE
+        if any(report.status == "unverified" for report in self.files):
+            return Verdict.UNVERIFIED
+        if not any(report.status == "scanned" for report in self.files):
+            return Verdict.NO_SUPPORTED_FILES
+        return Verdict.CLEAN
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def exit_code(self) -> int:
+        return int(EXIT_CODES[self.verdict])
+
+    @property
+    def findings(self) -> list[Finding]:
+        """All findings, the most severe first."""
+        found = [finding for report in self.files for finding in report.findings]
+        return sorted(found, key=lambda finding: -finding.severity.rank)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON `owl scan --json` prints."""
+        return {
+            "verdict": self.verdict.value,
+            "exit_code": self.exit_code,
+            "strict": self.strict,
+            "scanner": scanner_version(),
+            "findings": [finding.model_dump(mode="json") for finding in self.findings],
+            "files": [
+                report.model_dump(mode="json", exclude={"findings"}) for report in self.files
+            ],
+        }
+
+
+def scan(paths: Sequence[Path], *, strict: bool = False) -> ScanReport:
+    """Scan files and folders (recursively). FileNotFoundError names a path that is absent."""
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(path)
+    return ScanReport(
+        files=[scan_file(path, name=shown) for path, shown in _files(paths)], strict=strict
+    )
+
+
+__all__ = [
+    "ExitCode",
+    "FileReport",
+    "Finding",
+    "ScanReport",
+    "Severity",
+    "Unverified",
+    "Verdict",
+    "blocking",
+    "scan",
+    "scan_file",
+    "scanner_version",
+]

@@ -1,0 +1,75 @@
+"""Which checker a file needs, from its first bytes: content decides, never the name.
+
+A pickle named model.safetensors is still a pickle. Names only matter for text formats
+that have no magic bytes (tokenizer_config.json, chat_template.jinja) and to notice a file
+that is named like a checkpoint but holds nothing owl recognises.
+"""
+
+from __future__ import annotations
+
+import struct
+from enum import StrEnum
+from pathlib import Path
+
+_HEAD = 64
+
+# Names that promise model weights or a pickle; a file with such a name whose content owl
+# cannot recognise is unverified, not skipped (a custom loader might still read it).
+MODEL_SUFFIXES = frozenset(
+    {
+        ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".npy", ".npz",
+        ".safetensors", ".gguf", ".ggml", ".h5", ".onnx", ".msgpack", ".model",
+    }
+)  # fmt: skip
+
+
+class Kind(StrEnum):
+    GGUF = "gguf"
+    SAFETENSORS = "safetensors"
+    ZIP = "zip"  # torch.save archives, .npz
+    NPY = "npy"
+    PICKLE = "pickle"
+    TOKENIZER_CONFIG = "tokenizer-config"
+    JINJA = "jinja"
+    UNKNOWN = "unknown"
+
+
+def _is_safetensors(head: bytes, size: int) -> bool:
+    if len(head) < 9:
+        return False
+    (header_len,) = struct.unpack_from("<Q", head)
+    # The header is JSON; writers pad it with spaces, never with anything before the "{".
+    return 2 <= header_len <= size - 8 and head[8:9] == b"{"
+
+
+def sniff(path: Path, *, name: str | None = None) -> Kind:
+    """The kind of model file at `path`, known as `name` (OSError if it cannot be read).
+
+    Store blobs are named by digest, so the caller passes the file's real name.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(_HEAD)
+    if head[:4] == b"GGUF":
+        return Kind.GGUF
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return Kind.ZIP
+    if head[:6] == b"\x93NUMPY":
+        return Kind.NPY
+    if _is_safetensors(head, size):
+        return Kind.SAFETENSORS
+    from owl.scan.pickles import looks_like_pickle
+
+    if looks_like_pickle(head):
+        return Kind.PICKLE
+    name = Path(name or path.name).name.lower()
+    if name == "tokenizer_config.json":
+        return Kind.TOKENIZER_CONFIG
+    if name.endswith(".jinja") or name.endswith(".jinja2"):
+        return Kind.JINJA
+    return Kind.UNKNOWN
+
+
+def promises_model(name: str) -> bool:
+    """Whether a file name says it holds weights or a pickle."""
+    return Path(name.lower()).suffix in MODEL_SUFFIXES

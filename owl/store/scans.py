@@ -1,0 +1,46 @@
+"""Scan verdicts of stored files: made once per digest and kept in the manifests."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from owl.store.manifest import FileEntry, ScanRecord
+from owl.store.store import Store
+
+if TYPE_CHECKING:
+    from owl.scan import FileReport
+
+
+def record_of(report: FileReport, *, scanner: str) -> ScanRecord:
+    """What a manifest keeps of one file's scan."""
+    from owl.scan import ScanReport
+
+    verdict = ScanReport(files=[report]).verdict.value
+    return ScanRecord(
+        verdict="unsupported" if report.status == "unsupported" else verdict,
+        scanner=scanner,
+        findings=[finding.model_dump(mode="json") for finding in report.findings],
+        error=report.error,
+    )
+
+
+def display_name(model: str, entry: FileEntry) -> str:
+    """How a stored file is named in findings: the model, then the file's own name."""
+    return f"{model}/{entry.filename}"
+
+
+def scan_entries(
+    store: Store, entries: list[FileEntry], *, model: str, reuse: bool = True
+) -> dict[str, ScanRecord]:
+    """A scan record for each file: reused when a manifest already has one for its digest."""
+    from owl.scan import scan_file, scanner_version
+
+    version = scanner_version()
+    records: dict[str, ScanRecord] = {}
+    for entry in entries:
+        cached = store.scan_record(entry.digest, version) if reuse else None
+        if cached is None:
+            report = scan_file(store.blobs.path(entry.digest), name=display_name(model, entry))
+            cached = record_of(report, scanner=version)
+        records[entry.digest] = cached
+    return records

@@ -1,0 +1,73 @@
+"""Integrity: re-hash stored blobs against the digests their manifests name."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+from owl.store.blobs import sha256_file
+from owl.store.manifest import Manifest
+from owl.store.store import Store
+
+Status = Literal["ok", "missing", "corrupt"]
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    model: str
+    filename: str
+    digest: str
+    status: Status
+    actual: str | None = None  # the digest the bytes on disk have, when corrupt
+    quarantined: str | None = None  # where the corrupt bytes were moved
+
+
+def verify(manifests: list[Manifest], *, store: Store) -> list[FileCheck]:
+    """Hash every file the manifests name; move bytes that do not match aside.
+
+    A corrupt blob is moved to OWL_HOME/quarantine/ rather than deleted (nothing is lost),
+    so that `owl pull NAME` sees it missing and fetches it again.
+    """
+    checks: list[FileCheck] = []
+    hashed: dict[str, str | None] = {}  # digest → actual digest (None: missing)
+    for manifest in manifests:
+        for entry in manifest.files:
+            if entry.digest not in hashed:
+                path = store.blobs.path(entry.digest)
+                hashed[entry.digest] = sha256_file(path) if path.is_file() else None
+            actual = hashed[entry.digest]
+            if actual is None:
+                status: Status = "missing"
+            elif actual == entry.digest:
+                status = "ok"
+            else:
+                status = "corrupt"
+            quarantined = None
+            if status == "corrupt":
+                quarantined = _quarantine(store, entry.digest)
+                hashed[entry.digest] = None  # other manifests naming it now find it missing
+            checks.append(
+                FileCheck(
+                    model=manifest.display_name,
+                    filename=entry.filename,
+                    digest=entry.digest,
+                    status=status,
+                    actual=actual if status == "corrupt" else None,
+                    quarantined=quarantined,
+                )
+            )
+    return checks
+
+
+def _quarantine(store: Store, digest: str) -> str:
+    folder = store.home / "quarantine"
+    folder.mkdir(parents=True, exist_ok=True)
+    source = store.blobs.path(digest)
+    target = folder / source.name
+    suffix = 1
+    while target.exists():
+        target = folder / f"{source.name}.{suffix}"
+        suffix += 1
+    os.replace(source, target)
+    return str(target)
