@@ -37,10 +37,10 @@ def test_pull_records_a_clean_verdict_for_the_bundled_model(
 def test_the_same_bytes_are_not_scanned_twice(
     store: Store, settings: Settings, tmp_path: Path
 ) -> None:
-    first = pull(write_tiny_gguf(tmp_path / "a.gguf"), store=store, settings=settings)
+    first = pull(str(write_tiny_gguf(tmp_path / "a.gguf")), store=store, settings=settings)
     copy = tmp_path / "copy.gguf"
     shutil.copy(tmp_path / "a.gguf", copy)
-    second = pull(copy, store=store, settings=settings)
+    second = pull(str(copy), store=store, settings=settings)
     digest = first.weights.digest
     assert second.weights.digest == digest and second.name == "copy"
     # The record, time included, comes from the first manifest: no second scan.
@@ -50,7 +50,7 @@ def test_the_same_bytes_are_not_scanned_twice(
 def test_a_shell_template_is_unsafe_and_refused(
     store: Store, settings: Settings, evil_gguf: Path
 ) -> None:
-    manifest = pull(evil_gguf, store=store, settings=settings)
+    manifest = pull(str(evil_gguf), store=store, settings=settings)
     assert verdict_of(manifest) == "unsafe"
     findings = manifest.scans[manifest.weights.digest].findings
     assert any(f["severity"] == "critical" and "chat_template" in f["location"] for f in findings)
@@ -64,7 +64,7 @@ def test_a_shell_template_is_unsafe_and_refused(
 def test_allow_unsafe_passes_and_is_written_in_the_manifest(
     store: Store, settings: Settings, evil_gguf: Path
 ) -> None:
-    manifest = pull(evil_gguf, store=store, settings=settings)
+    manifest = pull(str(evil_gguf), store=store, settings=settings)
     allowed = require_loadable(manifest, store=store, allow_unsafe=True, by="a test")
     saved = store.get(manifest.model_name)
     assert [(entry.verdict, entry.by) for entry in saved.allow_unsafe] == [("unsafe", "a test")]
@@ -77,7 +77,7 @@ def test_allow_unsafe_passes_and_is_written_in_the_manifest(
 def test_a_manifest_without_a_verdict_is_scanned_before_loading(
     store: Store, settings: Settings, tmp_path: Path
 ) -> None:
-    manifest = pull(write_tiny_gguf(tmp_path / "old.gguf"), store=store, settings=settings)
+    manifest = pull(str(write_tiny_gguf(tmp_path / "old.gguf")), store=store, settings=settings)
     legacy = manifest.model_copy(update={"scans": {}})
     store.save(legacy)
     loadable = require_loadable(legacy, store=store)
@@ -88,7 +88,7 @@ def test_a_manifest_without_a_verdict_is_scanned_before_loading(
 def test_a_verdict_from_other_rules_is_made_again(
     store: Store, settings: Settings, tmp_path: Path
 ) -> None:
-    manifest = pull(write_tiny_gguf(tmp_path / "m.gguf"), store=store, settings=settings)
+    manifest = pull(str(write_tiny_gguf(tmp_path / "m.gguf")), store=store, settings=settings)
     digest = manifest.weights.digest
     old = ScanRecord(verdict="unsafe", scanner="0.0.1+rules.old", findings=[])
     store.save(manifest.model_copy(update={"scans": {digest: old}}))
@@ -100,7 +100,7 @@ def test_a_verdict_from_other_rules_is_made_again(
 def test_a_damaged_blob_becomes_unverified_and_is_refused(
     store: Store, settings: Settings, tmp_path: Path
 ) -> None:
-    manifest = pull(write_tiny_gguf(tmp_path / "m.gguf"), store=store, settings=settings)
+    manifest = pull(str(write_tiny_gguf(tmp_path / "m.gguf")), store=store, settings=settings)
     blob = store.blobs.path(manifest.weights.digest)
     blob.chmod(0o644)
     blob.write_bytes(blob.read_bytes()[:100])  # cut inside the tensor table

@@ -21,9 +21,11 @@ def _damage(path: Path) -> bytes:
 def test_verify_reports_ok_corrupt_and_missing(
     store: Store, settings: Settings, tmp_path: Path
 ) -> None:
-    good = pull(write_tiny_gguf(tmp_path / "good.gguf"), store=store, settings=settings)
-    bad = pull(write_tiny_gguf(tmp_path / "bad.gguf", rows=16), store=store, settings=settings)
-    gone = pull(write_tiny_gguf(tmp_path / "gone.gguf", rows=8), store=store, settings=settings)
+    good = pull(str(write_tiny_gguf(tmp_path / "good.gguf")), store=store, settings=settings)
+    bad = pull(str(write_tiny_gguf(tmp_path / "bad.gguf", rows=16)), store=store, settings=settings)
+    gone = pull(
+        str(write_tiny_gguf(tmp_path / "gone.gguf", rows=8)), store=store, settings=settings
+    )
     damaged = _damage(store.blobs.path(bad.weights.digest))
     store.blobs.remove(gone.weights.digest)
 
