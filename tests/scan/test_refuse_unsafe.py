@@ -46,12 +46,12 @@ def test_owl_run_refuses_it(owl_env: Path, evil: tuple[Path, Path]) -> None:
     gguf, marker = evil
     pulled = owl(owl_env, "pull", str(gguf), "--name", "evil")
     assert pulled.returncode == 0
-    assert "warning: evil:latest is unsafe" in pulled.stderr and "critical" in pulled.stderr
+    assert "warning: evil is unsafe" in pulled.stderr and "critical" in pulled.stderr
 
     for target in ("evil", str(gguf)):
         refused = owl(owl_env, "run", target, "hi", "--max-tokens", "4")
         assert refused.returncode == 1
-        assert refused.stderr.startswith("error: model 'evil:latest' is unsafe")
+        assert refused.stderr.startswith("error: model 'evil' is unsafe")
         assert "__globals__" in refused.stderr or "cycler" in refused.stderr
         assert "Traceback" not in refused.stderr
     scanned = owl(owl_env, "scan", "evil")
