@@ -57,8 +57,10 @@ def time_scan(path: Path, runs: int) -> dict:
     assert report is not None
     return {
         "size_bytes": path.stat().st_size,
-        "scan_s_median": round(statistics.median(times), 4),
-        "scan_s_min": round(min(times), 4),
+        # The first scan of a process also imports the checker (gguf, jinja2, numpy, …).
+        "scan_ms_first": round(times[0] * 1000, 2),
+        "scan_ms_median": round(statistics.median(times) * 1000, 2),
+        "scan_ms_min": round(min(times) * 1000, 2),
         "status": report.status,
         "findings": len(report.findings),
         "sha256_s": round(sha256_seconds(path), 3),
@@ -83,10 +85,15 @@ def big_gguf(folder: Path, size: int, bundled: Path) -> Path:
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
-    block = np.ones((1024, 4096), dtype=np.float32)
-    for start in range(0, rows, 1024):
-        writer.write_tensor_data(block[: min(1024, rows - start)])
     writer.close()
+    # The tensor bytes are appended in blocks: gguf's writer wants the whole array at once.
+    block = np.ones((1024, 4096), dtype=np.float32).tobytes()
+    with path.open("ab") as handle:
+        handle.write(b"\0" * (-handle.tell() % 32))  # GGUF's default alignment
+        left = rows * 4096 * 4
+        while left:
+            handle.write(block[: min(len(block), left)])
+            left -= min(len(block), left)
     return path
 
 
