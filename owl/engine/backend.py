@@ -38,6 +38,11 @@ class Backend(Protocol):
         ...
 
     @property
+    def control_texts(self) -> frozenset[str]:
+        """The texts of the control tokens that `tokenize(special=True)` turns into ids."""
+        ...
+
+    @property
     def bos_token(self) -> int | None: ...
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 from collections.abc import Iterator
+from functools import cached_property
 from pathlib import Path
 
 from owl.engine.sampling import SamplingParams
@@ -66,6 +67,21 @@ class LlamaCppBackend:
 
     def token_text(self, token: int) -> str:
         return self._piece(token, special=True).decode("utf-8", "replace")
+
+    @cached_property
+    def control_texts(self) -> frozenset[str]:
+        # Only control tokens depend on `special`: llama.cpp matches user-defined ones always.
+        llama_cpp = self._llama_cpp
+        texts = set()
+        for token in range(llama_cpp.llama_vocab_n_tokens(self._vocab)):
+            if (
+                llama_cpp.llama_vocab_get_attr(self._vocab, token)
+                & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+            ):
+                text = self.token_text(token)
+                if text:
+                    texts.add(text)
+        return frozenset(texts)
 
     @property
     def bos_token(self) -> int | None:

@@ -9,6 +9,7 @@ from functools import cache
 from typing import Any
 
 from owl.engine.backend import Backend
+from owl.engine.markup import message_texts, plain_text_spans
 from owl.engine.sampling import SamplingParams
 from owl.engine.stream import DeltaStream
 from owl.engine.template import ChatTemplate
@@ -85,8 +86,25 @@ class Model:
         return self.backend.tokenize(prompt, add_bos=add_bos, special=True)
 
     def chat_tokens(self, messages: list[dict[str, Any]]) -> list[int]:
-        """The prompt tokens for a conversation, through the model's own chat template."""
-        return self._tokenize_prompt(self.template.render(messages, add_generation_prompt=True))
+        """The prompt tokens for a conversation, through the model's own chat template.
+
+        Message text never becomes control tokens (see owl/engine/markup.py).
+        """
+        prompt = self.template.render(messages, add_generation_prompt=True)
+        spans = plain_text_spans(prompt, message_texts(messages), self.backend.control_texts)
+        if not spans:
+            return self._tokenize_prompt(prompt)
+        tokens: list[int] = []
+        cursor = 0
+        for start, end in spans:
+            markup = prompt[cursor:start]
+            tokens += self._tokenize_prompt(markup) if cursor == 0 else self._markup(markup)
+            tokens += self.backend.tokenize(prompt[start:end], add_bos=False, special=False)
+            cursor = end
+        return tokens + self._markup(prompt[cursor:])
+
+    def _markup(self, text: str) -> list[int]:
+        return self.backend.tokenize(text, add_bos=False, special=True) if text else []
 
     def text_tokens(self, prompt: str) -> list[int]:
         """The prompt tokens for raw text (completions); "" starts from BOS, as OpenAI allows."""

@@ -97,13 +97,12 @@ def scan_file(path: Path, *, name: str | None = None) -> FileReport:
     try:
         findings = _checker(kind)(path, file=shown)
     except Unverified as err:
-        where = f" at {err.location}" if err.location else ""
         return FileReport(
             file=shown,
             format=kind.value,
             status="unverified",
             findings=err.findings,
-            error=f"{err.reason}{where}",
+            error=f"{err.location}: {err.reason}" if err.location else err.reason,
         )
     except Exception as err:  # a checker bug must still not call the file clean
         log.debug("checker for %s failed", shown, exc_info=True)

@@ -41,6 +41,7 @@ class ScanRecord(BaseModel):
     """The scan verdict for one file (see owl.scan), kept so the same bytes are not rescanned."""
 
     verdict: str  # clean | unsafe | unverified | unsupported
+    format: str | None = None  # what the scan recognised the file as
     scanner: str = Field(description="owl.scan.scanner_version() that made this verdict.")
     scanned_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     findings: list[dict[str, Any]] = Field(default_factory=list)

@@ -42,6 +42,9 @@ def pull(
     file or a `package:` file. The model is named `name`, else the file's stem. Pulling
     a name already stored from a different source raises NameClash. `parameters` are the
     model's default sampling parameters (a built-in alias brings its own).
+
+    Every file is scanned (owl.scan) and its verdict kept in the manifest; a file that is
+    malformed is refused with ModelFormatError and nothing is stored.
     """
     ref = parse_ref(ref) if isinstance(ref, str) else ref
     if ref.kind is RefKind.NAME:
@@ -90,14 +93,23 @@ def pull(
         detect(ref.path)  # refuse a non-model file before copying it
 
     fetched = fetch(ref, blobs=store.blobs, settings=settings, progress=progress)
-    blob = store.blobs.path(fetched.digest)
+    files = [FileEntry(filename=fetched.filename, digest=fetched.digest, size=fetched.size)]
     try:
-        info = inspect(blob)
+        # Scanned before anything else parses it: a file the scan cannot verify is refused
+        # here; one it finds unsafe is kept with that verdict, and run/serve refuse it.
+        scans = scan_entries(store, files, model=str(target))
+        record = scans[fetched.digest]
+        if record.verdict == "unverified":
+            kind = "GGUF" if record.format == "gguf" else (record.format or "model")
+            raise ModelFormatError(
+                f"{fetched.filename} is not a valid {kind} file, so nothing was stored "
+                f"({record.error})"
+            )
+        info = inspect(store.blobs.path(fetched.digest))
     except ModelFormatError:
         if fetched.digest not in store.used_digests():
             store.blobs.remove(fetched.digest)
         raise
-    files = [FileEntry(filename=fetched.filename, digest=fetched.digest, size=fetched.size)]
     manifest = Manifest(
         name=target.name,
         tag=target.tag,
@@ -107,8 +119,7 @@ def pull(
         license=license or info.license,
         parameters=parameters or {},
         info=info.summary(),
-        # Scanned now, loaded later: run and serve refuse what this verdict calls unsafe.
-        scans=scan_entries(store, files, model=str(target)),
+        scans=scans,
     )
     store.save(manifest)
     return manifest

@@ -19,6 +19,7 @@ def record_of(report: FileReport, *, scanner: str) -> ScanRecord:
     return ScanRecord(
         verdict="unsupported" if report.status == "unsupported" else verdict,
         scanner=scanner,
+        format=report.format,
         findings=[finding.model_dump(mode="json") for finding in report.findings],
         error=report.error,
     )
