@@ -79,7 +79,7 @@ def list_command(json_output: JSON = False) -> None:
         print_json([manifest.model_dump(mode="json") for manifest in manifests])
         return
     table = Table(box=None, header_style="bold")
-    for column in ("NAME", "SIZE", "FORMAT", "QUANT", "PARAMS", "LICENSE", "DIGEST"):
+    for column in ("NAME", "SIZE", "FORMAT", "QUANT", "PARAMS", "LICENSE", "SCAN", "DIGEST"):
         table.add_column(column)
     for manifest in manifests:
         table.add_row(
@@ -89,6 +89,7 @@ def list_command(json_output: JSON = False) -> None:
             manifest.info.get("quantization") or "-",
             human_count(manifest.info.get("parameters")),
             manifest.license or "-",
+            verdict_of(manifest) if manifest.scans else "-",
             manifest.weights.digest.removeprefix("sha256:")[:12],
         )
     console.print(table)

@@ -87,6 +87,8 @@ def test_list_and_show(owl_env: Path) -> None:
     assert entry["name"] == "smollm2" and entry["info"]["quantization"] == "Q4_1"
     table = owl(owl_env, "list")
     assert "NAME" in table.stdout and "smollm2" in table.stdout and "apache-2.0" in table.stdout
+    assert "SCAN" in table.stdout and "clean" in table.stdout
+    assert entry["scans"][entry["files"][0]["digest"]]["verdict"] == "clean"
     shown = json.loads(owl(owl_env, "show", "smollm2", "--json").stdout)
     assert shown["architecture"] == "llama"
     assert 130_000_000 < shown["parameters"] < 140_000_000
@@ -97,6 +99,7 @@ def test_list_and_show(owl_env: Path) -> None:
     assert "<|im_start|>" in shown["chat_template"]
     assert shown["digest"] == entry["files"][0]["digest"]
     assert shown["source"]["kind"] == "package"
+    assert shown["scan"] == "clean"
     text = owl(owl_env, "show", "smollm2").stdout
     for field in (
         "architecture",
