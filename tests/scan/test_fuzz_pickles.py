@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from owl.scan.archives import scan_npy, scan_zip
 from owl.scan.findings import Finding, Severity, Unverified
-from owl.scan.pickles import _policy, looks_like_pickle, scan_pickle, scan_pickle_bytes
+from owl.scan.pickle_policy import policy
+from owl.scan.pickles import looks_like_pickle, scan_pickle, scan_pickle_bytes
 from tests.scan.test_pickles import Reduces, benign_objects, malicious_pickles, su
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -129,7 +130,7 @@ def picklescan_globals() -> list[tuple[str, str]]:
 
 GLOBALS = sorted(
     set(picklescan_globals())
-    | {tuple(name.rsplit(".", 1)) for name in _policy().allowed}
+    | {tuple(name.rsplit(".", 1)) for name in policy().allowed}
     | {("mylib", "Thing"), ("__main__", "Model"), ("numpy", "load"), ("builtins", "print")}
 )
 
@@ -163,5 +164,5 @@ def test_differential_generated(pair: tuple[str, str], form: str) -> None:
     theirs = picklescan_scan(io.BytesIO(data), "x").globals
     if any(g.safety is SafetyLevel.Dangerous for g in theirs):
         assert found & {Severity.CRITICAL, Severity.HIGH}, (pair, form)
-    allowed = ".".join(pair) in _policy().allowed
+    allowed = ".".join(pair) in policy().allowed
     assert bool(found) is not allowed, (pair, form, found)
