@@ -5,6 +5,12 @@ copyreg extension codes), so owl decodes the opcodes with the standard library's
 `pickletools.genops` and judges each import against an allowlist (pickle_globals.toml).
 Nothing from the file is ever imported, called or unpickled.
 
+Why not a scanning library: picklescan's import extraction is private, reports no offsets
+and calls an unknown import only "suspicious"; fickling's generic check calls a plain
+torch.save state dict "likely unsafe" and its symbolic interpreter is ~3.5x slower;
+modelscan trusts any import not on its denylist and pins rich<15. picklescan stays in the
+tests as a second opinion: whatever it calls dangerous, owl must flag.
+
 A file may hold several pickles back to back; all are scanned. The legacy (non-zip)
 torch.save format is five pickles followed by raw storage bytes, which are not read.
 
