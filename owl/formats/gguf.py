@@ -1,143 +1,186 @@
-"""Read a GGUF file's metadata and tensor table (with the `gguf` package) into ModelInfo.
+"""Read a GGUF file's header: checked against llama.cpp's rules, then into ModelInfo.
 
-A GGUF file is untrusted input: anything the reader trips over, and any tensor whose
-bytes lie past the end of the file, becomes a ModelFormatError, never a traceback.
+A GGUF file is untrusted input. read_gguf_header reads it with the bounded reader of
+owl.formats.gguf_layout and raises GGUFError for anything llama.cpp would refuse or misread,
+including a tensor whose bytes lie past the end of the file; read_gguf turns that into a
+ModelFormatError that names the file, never a traceback. Neither reads tensor data.
 """
 
 from __future__ import annotations
 
+import math
+import mmap
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from owl.errors import ModelFormatError
+from owl.formats.gguf_layout import (
+    CORRUPT,
+    MAGIC,
+    GGUFArray,
+    GGUFError,
+    GGUFHeader,
+    Reader,
+    TensorInfo,
+    TensorPastEnd,
+    Value,
+    pad,
+    read_metadata,
+    read_tensor_info,
+    shown,
+    type_name,
+)
 from owl.formats.info import ModelInfo
 
-MAGIC = b"GGUF"
+__all__ = ["MAGIC", "read_gguf", "read_gguf_header"]
+
 # Arrays (token lists, merges) are large and say nothing a person reads; keep scalars.
 _MAX_METADATA_STRING = 512
 _TEMPLATE = "tokenizer.chat_template"
 
 
-def _file_type_name(value: Any) -> str | None:
-    from gguf import LlamaFileType
+def read_gguf_header(path: Path, *, kv: dict[str, Value] | None = None) -> GGUFHeader:
+    """Read and check the header of the GGUF file at `path`; raise GGUFError if it is bad.
 
-    try:
-        return LlamaFileType(int(value)).name.removeprefix("MOSTLY_")
-    except (ValueError, TypeError):
-        return None
-
-
-def _reader_class() -> type:
-    """GGUFReader that measures arrays instead of parsing them element by element.
-
-    The stock reader builds one numpy view per array element: 2 s for a 49k-token
-    vocabulary. owl only needs an array's length, so arrays of scalars become one view
-    and arrays of strings are skipped over by their length prefixes. This overrides a
-    helper of the pinned gguf version; tests/formats run it against that version.
+    Reads the metadata (arrays measured, not read) and the tensor table, and checks that
+    every tensor's data lies, aligned and in order, inside the file; never reads tensor
+    data. `kv`, when given, is filled as the metadata is read, so that a caller still has
+    the entries before a defect (a chat template to check) when this raises. A file that
+    cannot be opened or read raises OSError.
     """
-    import numpy as np
-    from gguf import GGUFReader, GGUFValueType
-
-    class LengthOnlyArrays(GGUFReader):
-        def _get_field_parts(self, orig_offs: int, raw_type: int):  # type: ignore[override]
-            if GGUFValueType(raw_type) != GGUFValueType.ARRAY:
-                return super()._get_field_parts(orig_offs, raw_type)
-            raw_itype = self._get(orig_offs, np.uint32)
-            count = self._get(orig_offs + 4, np.uint64)
-            item_type = GGUFValueType(int(raw_itype[0]))
-            offs = orig_offs + 12
-            if item_type == GGUFValueType.STRING:
-                lengths = self.data
-                for _ in range(int(count[0])):
-                    length = int(lengths[offs : offs + 8].view(np.uint64)[0])
-                    offs += 8 + length
-                    if offs > len(lengths):
-                        raise ValueError("string array runs past the end of the file")
-            elif item_type in self.gguf_scalar_to_np:
-                itemsize = np.dtype(self.gguf_scalar_to_np[item_type]).itemsize
-                offs += itemsize * int(count[0])
-                if offs > len(self.data):
-                    raise ValueError("array runs past the end of the file")
-            else:
-                return super()._get_field_parts(orig_offs, raw_type)
-            return offs - orig_offs, [raw_itype, count], [], [GGUFValueType.ARRAY, item_type]
-
-    return LengthOnlyArrays
+    kv = {} if kv is None else kv
+    with path.open("rb") as handle:
+        size = handle.seek(0, 2)
+        if size <= len(MAGIC):
+            raise GGUFError(
+                f"the file has {size} bytes, too few for a GGUF header; {CORRUPT}",
+                location="header",
+            )
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            reader = Reader(data, size)
+            version, n_tensors, alignment = read_metadata(reader, kv)
+            tensors = [read_tensor_info(reader, index) for index in range(n_tensors)]
+            data_offset = _check_data_layout(reader, tensors, alignment)
+    return GGUFHeader(version, alignment, kv, tensors, data_offset, size)
 
 
-def _value(field: Any) -> Any:
-    """A scalar's value, or an array's length (see _reader_class)."""
-    from gguf import GGUFValueType
-
-    if field.types and field.types[0] == GGUFValueType.ARRAY and not field.data:
-        return ArrayLength(int(field.parts[-1][0]))
-    try:
-        return field.contents()
-    except (ValueError, IndexError, UnicodeDecodeError):
-        return None
-
-
-class ArrayLength(int):
-    """Stands for an array value that owl measured but did not read."""
+def _check_data_layout(reader: Reader, tensors: list[TensorInfo], alignment: int) -> int:
+    """Where the data section starts, once every tensor is where llama.cpp expects it."""
+    names: set[str] = set()
+    for tensor in tensors:
+        if tensor.name in names:
+            reader.where = f"tensor {shown(tensor.name)}"
+            raise reader.fail(f"two tensors are named {shown(tensor.name)}")
+        names.add(tensor.name)
+    if not tensors:
+        return reader.pos
+    reader.where = "header"
+    start = pad(reader.pos, alignment)
+    if start > reader.size:
+        raise reader.fail(
+            f"the tensor data should start at byte {start:,}, past the end of the "
+            f"{reader.size:,}-byte file; {CORRUPT}"
+        )
+    expected = 0
+    for tensor in tensors:
+        reader.where = f"tensor {shown(tensor.name)}"
+        if tensor.offset % alignment:
+            raise reader.fail(
+                f"its data offset {tensor.offset:,} is not a multiple of the file's "
+                f"alignment ({alignment})"
+            )
+        if tensor.offset != expected:
+            raise reader.fail(
+                f"its data starts at offset {tensor.offset:,}, but the tensors before it end "
+                f"at {expected:,}; llama.cpp requires tensors in order, without gaps or overlaps"
+            )
+        end = start + tensor.offset + tensor.n_bytes
+        if end > reader.size:
+            raise TensorPastEnd(
+                f"tensor {shown(tensor.name)} claims {tensor.n_bytes:,} bytes at offset "
+                f"{start + tensor.offset:,}, past the end of the {reader.size:,}-byte file; "
+                f"{CORRUPT}",
+                location=reader.where,
+                tensor=tensor.name,
+                end=end,
+                size=reader.size,
+            )
+        expected += pad(tensor.n_bytes, alignment)
+    return start
 
 
 def read_gguf(path: Path) -> ModelInfo:
     """Parse `path` as GGUF; raise ModelFormatError when it is not a whole, valid file."""
     try:
-        reader = _reader_class()(path, "r")
-        fields = {
-            key: _value(field)
-            for key, field in reader.fields.items()
-            if not key.startswith("GGUF.")
-        }
-        tensors = list(reader.tensors)
-    except ModelFormatError:
-        raise
-    except Exception as err:  # the gguf reader signals damage with many exception types
+        header = read_gguf_header(path)
+    except TensorPastEnd as err:
         raise ModelFormatError(
-            f"{path.name} is not a valid GGUF file ({type(err).__name__}: {err}); "
+            f"{path.name} is truncated: tensor {shown(err.tensor)} ends at byte {err.end:,} "
+            f"but the file has {err.size:,}; download it again"
+        ) from err
+    except GGUFError as err:
+        where = f"{err.location}: " if err.location else ""
+        reason = err.reason.removesuffix(f"; {CORRUPT}")  # said once, below
+        raise ModelFormatError(
+            f"{path.name} is not a valid GGUF file ({where}{reason}); "
             "it may be truncated or corrupt: download it again"
         ) from err
+    except OSError as err:
+        raise ModelFormatError(f"cannot read {path}: {err.strerror or err}") from err
+    return _model_info(header)
 
-    file_size = path.stat().st_size
-    for tensor in tensors:
-        if tensor.data_offset + tensor.n_bytes > file_size:
-            raise ModelFormatError(
-                f"{path.name} is truncated: tensor {tensor.name!r} ends at byte "
-                f"{tensor.data_offset + tensor.n_bytes:,} but the file has {file_size:,}; "
-                "download it again"
-            )
 
+def _model_info(header: GGUFHeader) -> ModelInfo:
+    fields = header.kv
     arch = fields.get("general.architecture")
-    arch_key = str(arch) if arch else ""
+    arch_key = arch if isinstance(arch, str) else ""
 
     def arch_int(suffix: str) -> int | None:
-        value = fields.get(f"{arch_key}.{suffix}")
-        return int(value) if isinstance(value, (int, float)) else None
+        return _whole_number(fields.get(f"{arch_key}.{suffix}"))
 
     tokens = fields.get("tokenizer.ggml.tokens")
-    template = fields.get(_TEMPLATE)
-    license_id = fields.get("general.license")
     scalars = {
         key: value
         for key, value in fields.items()
-        if (isinstance(value, (int, float, bool)) and not isinstance(value, ArrayLength))
+        if isinstance(value, (int, float, bool))
         or (isinstance(value, str) and len(value) <= _MAX_METADATA_STRING and key != _TEMPLATE)
     }
     return ModelInfo(
         format="gguf",
         architecture=arch_key or None,
-        name=fields.get("general.name") if isinstance(fields.get("general.name"), str) else None,
-        parameters=sum(int(tensor.n_elements) for tensor in tensors),
+        name=_text(fields.get("general.name")),
+        parameters=sum(math.prod(tensor.shape) for tensor in header.tensors),
         quantization=_file_type_name(fields.get("general.file_type")),
-        tensor_types=dict(Counter(tensor.tensor_type.name for tensor in tensors)),
+        tensor_types=dict(Counter(type_name(tensor.type) for tensor in header.tensors)),
         context_length=arch_int("context_length"),
         embedding_length=arch_int("embedding_length"),
         block_count=arch_int("block_count"),
         head_count=arch_int("attention.head_count"),
-        vocab_size=int(tokens) if isinstance(tokens, ArrayLength) else None,
-        chat_template=template if isinstance(template, str) else None,
-        license=license_id if isinstance(license_id, str) else None,
+        vocab_size=tokens.count if isinstance(tokens, GGUFArray) else None,
+        # A template over gguf_layout.MAX_DECODED_STRING is measured, not read: none here,
+        # and `owl scan` calls such a file unverified.
+        chat_template=_text(fields.get(_TEMPLATE)),
+        license=_text(fields.get("general.license")),
         metadata=scalars,
     )
+
+
+def _text(value: Value | None) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _whole_number(value: Value | None) -> int | None:
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return int(value)
+    return None
+
+
+def _file_type_name(value: Any) -> str | None:
+    from gguf import LlamaFileType
+
+    number = _whole_number(value)
+    try:
+        return LlamaFileType(number).name.removeprefix("MOSTLY_") if number is not None else None
+    except ValueError:
+        return None

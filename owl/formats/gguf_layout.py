@@ -4,7 +4,8 @@ An own bounded reader, not gguf.GGUFReader: every count and length is checked ag
 the bytes that are left before it is used, string arrays (the vocabulary, the merges) are
 skipped by their length prefixes without being decoded, and tensor data is never read.
 The rules are those of llama.cpp's ggml/src/gguf.cpp; a file that breaks one raises
-Unverified with a reason a person reads. owl.scan.gguf.read_gguf_header puts them together.
+GGUFError with a reason a person reads and the place it was found.
+owl.formats.gguf.read_gguf_header puts the pieces together.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import struct
 from dataclasses import dataclass, field
 from functools import cache
 
-from owl.scan.findings import Unverified
+from owl.errors import ModelFormatError
 
 MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
@@ -41,7 +42,26 @@ _TYPE_NAMES = {
 # tensor entry (name length, empty name, dimension count, type, offset) can take.
 _MIN_KV = 8 + 1 + 4 + 1
 _MIN_TENSOR = 8 + 4 + 4 + 8
-_CORRUPT = "the file is truncated or corrupt: download it again"
+CORRUPT = "the file is truncated or corrupt: download it again"
+
+
+class GGUFError(ModelFormatError):
+    """A GGUF file that breaks a rule of the format: why (`reason`) and where (`location`)."""
+
+    def __init__(self, reason: str, *, location: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.location = location
+
+
+class TensorPastEnd(GGUFError):
+    """A tensor whose data would end past the end of the file: the file was cut short."""
+
+    def __init__(self, reason: str, *, location: str, tensor: str, end: int, size: int) -> None:
+        super().__init__(reason, location=location)
+        self.tensor = tensor
+        self.end = end
+        self.size = size
 
 
 @dataclass(frozen=True)
@@ -105,7 +125,8 @@ def _type_sizes() -> dict[int, tuple[int, int]]:
     return {int(kind): sizes for kind, sizes in GGML_QUANT_SIZES.items()}
 
 
-def _type_name(kind: int) -> str:
+def type_name(kind: int) -> str:
+    """The GGMLQuantizationType name of a tensor type, or its number if it has none."""
     from gguf import GGMLQuantizationType
 
     try:
@@ -115,7 +136,7 @@ def _type_name(kind: int) -> str:
 
 
 class Reader:
-    """A cursor over the mapped file that fails with Unverified, naming where it was."""
+    """A cursor over the mapped file that fails with GGUFError, naming where it was."""
 
     def __init__(self, data: mmap.mmap | bytes, size: int) -> None:
         self.data = data
@@ -123,14 +144,14 @@ class Reader:
         self.pos = 0
         self.where = "header"
 
-    def fail(self, reason: str) -> Unverified:
-        return Unverified(reason, location=self.where)
+    def fail(self, reason: str) -> GGUFError:
+        return GGUFError(reason, location=self.where)
 
     def need(self, n: int, what: str) -> None:
         if n > self.size - self.pos:
             raise self.fail(
                 f"{what} at byte {self.pos:,} needs {n:,} bytes but the file ends at "
-                f"byte {self.size:,}; {_CORRUPT}"
+                f"byte {self.size:,}; {CORRUPT}"
             )
 
     def unpack(self, fmt: str, what: str) -> int | float:
@@ -226,7 +247,7 @@ def read_metadata(reader: Reader, kv: dict[str, Value]) -> tuple[int, int, int]:
     if n_tensors < 0 or n_kv < 0 or n_kv * _MIN_KV + n_tensors * _MIN_TENSOR > left:
         raise reader.fail(
             f"the header claims {n_tensors:,} tensors and {n_kv:,} metadata entries, more "
-            f"than the {reader.size:,}-byte file can hold; {_CORRUPT}"
+            f"than the {reader.size:,}-byte file can hold; {CORRUPT}"
         )
     kinds: dict[str, int] = {}
     for index in range(n_kv):
@@ -307,7 +328,7 @@ def read_tensor_info(reader: Reader, index: int) -> TensorInfo:
     if row % block:
         raise reader.fail(
             f"the tensor's rows hold {row:,} values, not a multiple of "
-            f"{_type_name(kind)}'s block of {block}"
+            f"{type_name(kind)}'s block of {block}"
         )
     n_bytes = elements // block * type_size
     if n_bytes > SIZE_MAX:

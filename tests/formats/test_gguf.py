@@ -1,4 +1,5 @@
-"""GGUF → ModelInfo, with the gguf package; damaged files are clear errors."""
+"""GGUF → ModelInfo with owl's bounded reader, checked against the gguf package; damaged files
+are clear errors."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from gguf import GGUFReader, GGUFWriter
 
 from owl.errors import ModelFormatError
 from owl.formats import detect, human_bytes, human_count, inspect
+from tests.support.gguf_bytes import RawTensor, build_gguf, kv_str, kv_str_array
 
 
 def _write_tiny(path: Path) -> None:
@@ -57,9 +59,11 @@ def test_tiny_generated_gguf(tmp_path: Path) -> None:
     assert info.metadata["general.name"] == "tiny test model"
 
 
-def test_length_only_reader_agrees_with_the_stock_reader(bundled_gguf: Path) -> None:
+def test_bundled_model_is_read_like_the_gguf_package(bundled_gguf: Path) -> None:
     stock = GGUFReader(bundled_gguf, "r")
     info = inspect(bundled_gguf)
+    assert info.chat_template == stock.fields["tokenizer.chat_template"].contents()
+    assert info.architecture == stock.fields["general.architecture"].contents()
     assert info.vocab_size == len(stock.fields["tokenizer.ggml.tokens"].data)
     assert info.parameters == sum(int(tensor.n_elements) for tensor in stock.tensors)
     assert sum(info.tensor_types.values()) == len(stock.tensors)
@@ -93,3 +97,45 @@ def test_damaged_files(tmp_path: Path, bundled_gguf: Path) -> None:
             inspect(cut)
     with pytest.raises(ModelFormatError, match="cannot read"):
         inspect(tmp_path / "absent.gguf")
+
+
+def test_cut_files_say_where_and_what_to_do(tmp_path: Path) -> None:
+    data = build_gguf(tensors=[RawTensor("a", (8,)), RawTensor("b", (8,))])
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(data[:-4])
+    with pytest.raises(ModelFormatError) as caught:
+        inspect(cut)
+    assert str(caught.value) == (
+        f"cut.gguf is truncated: tensor 'b' ends at byte {len(data):,} but the file has "
+        f"{len(data) - 4:,}; download it again"
+    )
+    cut.write_bytes(data[:77])  # in the middle of the second tensor's entry
+    with pytest.raises(ModelFormatError) as caught:
+        inspect(cut)
+    assert str(caught.value).startswith("cut.gguf is not a valid GGUF file (tensor 'b': ")
+    assert str(caught.value).endswith("; it may be truncated or corrupt: download it again")
+
+
+def test_files_llama_cpp_would_refuse_are_invalid(tmp_path: Path) -> None:
+    path = tmp_path / "bad.gguf"
+    path.write_bytes(build_gguf(tensors=[RawTensor("t", (4,), offset=4)]))
+    with pytest.raises(ModelFormatError, match=r"\(tensor 't': its data offset 4 is not a multi"):
+        inspect(path)
+    path.write_bytes(build_gguf([kv_str("k", "x"), kv_str("k", "y")]))
+    with pytest.raises(ModelFormatError, match="appears twice"):
+        inspect(path)
+
+
+def test_values_that_are_not_text_are_left_out(tmp_path: Path) -> None:
+    path = tmp_path / "odd.gguf"
+    kv = [
+        kv_str("general.architecture", "llama"),
+        kv_str("general.name", b"\xff\xfe"),
+        kv_str_array("tokenizer.ggml.tokens", [b"\xff", b"ok", b""]),
+        kv_str_array("llama.context_length", ["not", "a", "number"]),
+    ]
+    path.write_bytes(build_gguf(kv, [RawTensor("t", (4, 2))]))
+    info = inspect(path)
+    assert (info.name, info.vocab_size, info.context_length) == (None, 3, None)
+    assert info.parameters == 8
+    assert info.metadata == {"general.architecture": "llama"}

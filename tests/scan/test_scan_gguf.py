@@ -9,9 +9,10 @@ import gguf
 import numpy as np
 import pytest
 
+from owl.formats.gguf import read_gguf_header
+from owl.formats.gguf_layout import GGUFArray
 from owl.scan.findings import Unverified
-from owl.scan.gguf import read_gguf_header, scan_gguf
-from owl.scan.gguf_layout import GGUFArray
+from owl.scan.gguf import scan_gguf
 from tests.support.gguf_bytes import (
     ARRAY,
     F32,
