@@ -56,6 +56,23 @@ class UnsafeOverride(BaseModel):
     by: str = Field(description="The command that did it, e.g. 'owl run --allow-unsafe'.")
 
 
+class Parent(BaseModel):
+    """The model this one was derived from by owl, and how: its lineage, one step up."""
+
+    name: str
+    digest: str = Field(description="The parent's weights digest at the time.")
+    relation: str = Field(
+        description="quantized | converted | fine-tuned | merged | distilled | teacher"
+    )
+    license: str | None = None
+    source: Source | None = None
+
+    @field_validator("digest")
+    @classmethod
+    def _valid_digest(cls, value: str) -> str:
+        return validate_digest(value)
+
+
 class Manifest(BaseModel):
     """What the store knows of one model."""
 
@@ -66,6 +83,11 @@ class Manifest(BaseModel):
     files: list[FileEntry]
     source: Source
     license: str | None = None
+    license_sources: dict[str, str] = Field(
+        default_factory=dict,
+        description="Each place a license id was found (gguf, card, catalog, alias, user).",
+    )
+    parents: list[Parent] = Field(default_factory=list, description="Lineage (owl-derived).")
     parameters: dict[str, Any] = Field(
         default_factory=dict, description="Default sampling parameters, e.g. temperature."
     )
