@@ -117,3 +117,10 @@ class UnverifiedModel(UnsafeModel):
     """A scan could not read the model's files to the end, so they are not known to be safe."""
 
     code = "unverified_model"
+
+
+class LockMismatch(OwlError, ValueError):
+    """A model's files differ from what owl.lock pins (model drift), or it is not pinned."""
+
+    http_status = 409
+    code = "lock_mismatch"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -23,21 +23,67 @@ from owl.config import load_settings
 from owl.errors import ModelNotFound
 from owl.formats import ModelInfo, human_bytes, human_count, inspect
 from owl.scan.policy import first_reason, verdict_of
-from owl.store import RefKind, open_store, parse_name, parse_ref, pull, register_embedded, resolve
+from owl.store import (
+    Manifest,
+    RefKind,
+    open_store,
+    parse_name,
+    parse_ref,
+    pull,
+    pull_locked,
+    register_embedded,
+    resolve,
+)
+from owl.store.lock import LOCK_FILE, read_lock
 
 console = Console()
 JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def pull_command(
-    ref: Annotated[str, typer.Argument(help="NAME, ./file.gguf, https://…, hf:Org/Repo/file.gguf")],
+    ref: Annotated[
+        str | None,
+        typer.Argument(help="NAME, ./file.gguf, https://…, hf:Org/Repo/file.gguf"),
+    ] = None,
     name: Annotated[
         str | None, typer.Option("--name", "-n", help="Store it under this name.")
     ] = None,
+    locked: Annotated[
+        bool,
+        typer.Option(
+            "--locked",
+            help="Pull exactly the files owl.lock pins (all its models when no NAME is given).",
+        ),
+    ] = False,
+    lock_file: Annotated[
+        Path, typer.Option("--lock-file", help="The lock file for --locked.")
+    ] = Path(LOCK_FILE),
 ) -> None:
     """Pull a model into the store (resumable, verified by sha256)."""
     config = load_settings()
     store = open_store(config)
+    if locked:
+        lock = read_lock(lock_file)
+        register_embedded(store, config)
+        for locked_name in [ref] if ref else list(lock.models):
+            _report_pull(
+                _with_progress(
+                    lambda progress, locked_name=locked_name: pull_locked(
+                        locked_name, lock=lock, store=store, settings=config, progress=progress
+                    )
+                )
+            )
+        return
+    if ref is None:
+        raise typer.BadParameter("name a model to pull (or use --locked to pull owl.lock's)")
+    _report_pull(
+        _with_progress(
+            lambda progress: pull(ref, store=store, settings=config, name=name, progress=progress)
+        )
+    )
+
+
+def _with_progress(run: Callable[[Callable[[int, int | None], None]], Manifest]) -> Manifest:
     with Progress(
         TextColumn("[bold]pulling[/bold]"),
         BarColumn(),
@@ -52,7 +98,10 @@ def pull_command(
         def progress(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
-        manifest = pull(ref, store=store, settings=config, name=name, progress=progress)
+        return run(progress)
+
+
+def _report_pull(manifest: Manifest) -> None:
     console.print(
         f"pulled [bold]{manifest.display_name}[/bold] "
         f"({human_bytes(manifest.size)}, {manifest.weights.digest[:19]})"

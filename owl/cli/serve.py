@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from owl.config import load_settings
+from owl.store.lock import LOCK_FILE, read_lock
 
 
 def serve_command(
@@ -25,13 +27,24 @@ def serve_command(
             "(experts only; repeat per model; recorded in its manifest).",
         ),
     ] = None,
+    locked: Annotated[
+        bool,
+        typer.Option(
+            "--locked", help="Serve only models whose files are exactly what owl.lock pins."
+        ),
+    ] = False,
+    lock_file: Annotated[
+        Path, typer.Option("--lock-file", help="The lock file for --locked.")
+    ] = Path(LOCK_FILE),
 ) -> None:
     """Serve the store's models over an OpenAI-compatible API."""
     from owl.server import serve
 
+    lock = read_lock(lock_file) if locked else None  # a missing lock fails before serving
     serve(
         load_settings(host=host, port=port, ctx=ctx, threads=threads),
         allow_unsafe=allow_unsafe or (),
+        lock=lock,
     )
 
 

@@ -13,15 +13,19 @@ from owl.config import Settings
 from owl.server import errors, openai_routes
 from owl.server.pool import ModelPool
 from owl.store import open_store, register_embedded
+from owl.store.lock import Lock
 
 
-def create_app(settings: Settings, *, allow_unsafe: Iterable[str] = ()) -> FastAPI:
+def create_app(
+    settings: Settings, *, allow_unsafe: Iterable[str] = (), lock: Lock | None = None
+) -> FastAPI:
     """A FastAPI app serving the models in settings.home's store.
 
-    Models whose scan verdict is not clean are refused unless named in `allow_unsafe`.
+    Models whose scan verdict is not clean are refused unless named in `allow_unsafe`;
+    with a `lock`, so is any model whose files are not the ones it pins.
     """
     store = open_store(settings)
-    pool = ModelPool(settings, store, allow_unsafe=frozenset(allow_unsafe))
+    pool = ModelPool(settings, store, allow_unsafe=frozenset(allow_unsafe), lock=lock)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -42,12 +46,14 @@ def create_app(settings: Settings, *, allow_unsafe: Iterable[str] = ()) -> FastA
     return app
 
 
-def serve(settings: Settings, *, allow_unsafe: Iterable[str] = ()) -> None:
+def serve(
+    settings: Settings, *, allow_unsafe: Iterable[str] = (), lock: Lock | None = None
+) -> None:
     """Run the server with uvicorn on settings.host:settings.port until interrupted."""
     import uvicorn
 
     uvicorn.run(
-        create_app(settings, allow_unsafe=allow_unsafe),
+        create_app(settings, allow_unsafe=allow_unsafe, lock=lock),
         host=settings.host,
         port=settings.port,
         log_level="info",

@@ -12,16 +12,24 @@ from owl.config import Settings
 from owl.engine import Model
 from owl.errors import ModelNotFound
 from owl.store import Manifest, RefKind, Store, parse_ref, resolve
+from owl.store.lock import Lock, check_locked
 
 
 class ModelPool:
     """Models by store name, loaded once; a lock stops two requests loading one twice."""
 
     def __init__(
-        self, settings: Settings, store: Store, *, allow_unsafe: frozenset[str] = frozenset()
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        allow_unsafe: frozenset[str] = frozenset(),
+        lock: Lock | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
+        # With owl serve --locked: only models whose files are exactly the pinned ones load.
+        self.lock = lock
         # Names the operator let through despite their scan verdict (owl serve --allow-unsafe).
         self.allow_unsafe = allow_unsafe
         self._models: dict[str, Model] = {}
@@ -36,6 +44,8 @@ class ModelPool:
 
     async def get(self, name: str) -> Model:
         manifest = await run_in_threadpool(self.manifest, name)
+        if self.lock is not None:
+            check_locked(manifest, self.lock)
         # By name and digest: a name pulled again with other weights loads the new ones.
         key = f"{manifest.display_name}@{manifest.weights.digest}"
         model = self._models.get(key)

@@ -1,7 +1,7 @@
 """The store: content-addressed blobs, manifests, aliases, and the sources that fill them."""
 
 from owl.store.manifest import FileEntry, Manifest, Source
-from owl.store.pull import open_store, pull, register_embedded, resolve
+from owl.store.pull import open_store, pull, pull_locked, register_embedded, resolve
 from owl.store.ref import ModelName, ModelRef, RefKind, parse_name, parse_ref
 from owl.store.store import Store
 
@@ -17,6 +17,7 @@ __all__ = [
     "parse_name",
     "parse_ref",
     "pull",
+    "pull_locked",
     "register_embedded",
     "resolve",
 ]

