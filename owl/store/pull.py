@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from owl.config import Settings
@@ -18,10 +19,12 @@ from owl.store.aliases import aliases, find_alias
 from owl.store.blobs import Progress
 from owl.store.lock import LOCK_FILE, Lock
 from owl.store.manifest import FileEntry, Manifest, Source
-from owl.store.ref import ModelName, ModelRef, RefKind, parse_name, parse_ref
+from owl.store.ref import DEFAULT_TAG, ModelName, ModelRef, RefKind, parse_name, parse_ref
 from owl.store.scans import scan_entries
 from owl.store.sources import fetch
 from owl.store.store import Store
+
+log = logging.getLogger(__name__)
 
 
 def _same_source(manifest: Manifest, ref: ModelRef, uri: str) -> bool:
@@ -41,6 +44,7 @@ def pull(
     settings: Settings,
     name: str | None = None,
     license: str | None = None,
+    license_sources: dict[str, str] | None = None,
     parameters: dict[str, Any] | None = None,
     progress: Progress | None = None,
     expect_digest: str | None = None,
@@ -52,6 +56,10 @@ def pull(
     a name already stored from a different source raises NameClash. `parameters` are the
     model's default sampling parameters (a built-in alias brings its own). With
     `expect_digest` (owl.lock's pin) other bytes are refused with LockMismatch.
+
+    The license is looked for in the file's metadata, the Hub model card, owl's catalog
+    and built-in names (`license_sources`), and `license` when the caller gives one; where
+    they disagree the stricter is kept and the disagreement logged.
 
     Every file is scanned (owl.scan) and its verdict kept in the manifest; a file that is
     malformed is refused with ModelFormatError and nothing is stored.
@@ -69,26 +77,24 @@ def pull(
                 store=store,
                 settings=settings,
                 name=str(ref.name),
-                license=existing.license,
+                license_sources=existing.license_sources,
                 parameters=existing.parameters,
                 progress=progress,
             )
         alias = find_alias(ref.name)
-        if alias is None:
-            known = ", ".join(str(alias_name) for alias_name in aliases())
-            raise ModelNotFound(
-                f"model '{ref.name}' is not in the store and is not a built-in name ({known}); "
-                "pull a file, URL or Hub file: "
-                "owl pull ./model.gguf | https://host/model.gguf | hf:Org/Repo/file.gguf"
+        if alias is not None:
+            return pull(
+                alias.source,
+                store=store,
+                settings=settings,
+                name=name or str(alias.name),
+                license=license,
+                license_sources={"alias": alias.license} if alias.license else None,
+                parameters=parameters or alias.parameters,
+                progress=progress,
             )
-        return pull(
-            alias.source,
-            store=store,
-            settings=settings,
-            name=name or str(alias.name),
-            license=license or alias.license,
-            parameters=parameters or alias.parameters,
-            progress=progress,
+        return _pull_from_catalog(
+            ref.name, store=store, settings=settings, name=name, progress=progress
         )
 
     target = parse_name(name) if name else ref.default_name()
@@ -128,19 +134,79 @@ def pull(
         if fetched.digest not in store.used_digests():
             store.blobs.remove(fetched.digest)
         raise
+    licenses = _find_licenses(info.metadata, fetched.card, license_sources, license)
+    from owl.licenses.discover import resolve_license
+
+    chosen_license, disagreements = resolve_license(licenses)
+    for disagreement in disagreements:
+        log.warning("%s: %s", target, disagreement)
     manifest = Manifest(
         name=target.name,
         tag=target.tag,
         format=info.format,
         files=files,
         source=Source(kind=ref.kind, uri=fetched.uri, revision=fetched.revision),
-        license=license or info.license,
+        license=chosen_license,
+        license_sources={where: found for where, found in licenses.items() if found},
         parameters=parameters or {},
         info=info.summary(),
         scans=scans,
     )
     store.save(manifest)
     return manifest
+
+
+def _find_licenses(
+    metadata: dict[str, Any],
+    card: str | None,
+    given: dict[str, str] | None,
+    license: str | None,
+) -> dict[str, str | None]:
+    # Imported here: owl.licenses reads manifests, so it imports the store.
+    from owl.licenses.discover import license_from_card, license_from_gguf
+
+    found: dict[str, str | None] = dict(given or {})
+    found["gguf"] = license_from_gguf(metadata)
+    if card is not None:
+        found["card"] = license_from_card(card)
+    if license:
+        found["user"] = license
+    return found
+
+
+def _pull_from_catalog(
+    wanted: ModelName,
+    *,
+    store: Store,
+    settings: Settings,
+    name: str | None,
+    progress: Progress | None,
+) -> Manifest:
+    from owl.catalog import find
+
+    entry = find(wanted.name) if wanted.tag == DEFAULT_TAG else None
+    if entry is None:
+        known = ", ".join(str(alias_name) for alias_name in aliases())
+        raise ModelNotFound(
+            f"model '{wanted}' is not in the store, not a built-in name ({known}) and not in "
+            "owl's catalog (`owl catalog TEXT` searches it); pull a file, URL or Hub file: "
+            "owl pull ./model.gguf | https://host/model.gguf | hf:Org/Repo/file.gguf"
+        )
+    source = entry.pull_ref()
+    if source is None:
+        raise ModelNotFound(
+            f"'{entry.name}' ({entry.display_name}, {entry.modality} {entry.architecture}) is in "
+            "owl's catalog but has no GGUF file that owl can run yet; its weights are at "
+            + ", ".join(f"hf:{repo}" for repo in entry.repos)
+        )
+    return pull(
+        source,
+        store=store,
+        settings=settings,
+        name=name or entry.name,
+        license_sources={"catalog": entry.license_label},
+        progress=progress,
+    )
 
 
 def pull_locked(
@@ -222,7 +288,7 @@ def resolve(
 
     A store name is looked up (a built-in model inside an installed package is registered
     on first use, with no network). Any other reference is matched against the sources of
-    stored models; with `pull_missing` it is pulled when absent.
+    stored models. With `pull_missing`, what is absent is pulled (catalog names too).
     """
     ref = parse_ref(ref) if isinstance(ref, str) else ref
     if ref.kind is RefKind.NAME:
@@ -231,8 +297,8 @@ def resolve(
         if manifest is not None:
             return manifest
         alias = find_alias(ref.name)
-        if alias is not None and (alias.offline or pull_missing):
-            return pull(ref, store=store, settings=settings)
+        if pull_missing or (alias is not None and alias.offline):
+            return pull(ref, store=store, settings=settings)  # an alias or a catalog name
         raise ModelNotFound(store.not_found_message(ref.name))
     uri = _source_uri(ref)
     for manifest in store.list():

@@ -18,7 +18,13 @@ from types import SimpleNamespace
 import pytest
 
 from owl.config import Settings, load_settings
-from owl.errors import DigestMismatch, DownloadError, InvalidModelName, SourceNotFound
+from owl.errors import (
+    DigestMismatch,
+    DownloadError,
+    InvalidModelName,
+    ModelNotFound,
+    SourceNotFound,
+)
 from owl.store import RefKind, Store, open_store, pull
 from tests.support.fileserver import FileServer
 from tests.support.tiny_gguf import write_tiny_gguf
@@ -116,6 +122,9 @@ def offline_settings(monkeypatch: pytest.MonkeyPatch, home: Path) -> Settings:
 def test_pull_from_the_hub_stores_the_file_with_its_commit(hub, monkeypatch, hf_cache):
     model = write_tiny_gguf(hub.files / "model.gguf")
     sha = hub.add_file("Org/Repo", "model.gguf", model)
+    card = hub.files / "README.md"
+    card.write_text("---\nlicense: llama3.1\ntags: [gguf]\n---\n# A model card\n")
+    hub.add_file("Org/Repo", "README.md", card, revision=COMMIT)
     config = hub.settings(monkeypatch)
     store = open_store(config)
 
@@ -131,9 +140,13 @@ def test_pull_from_the_hub_stores_the_file_with_its_commit(hub, monkeypatch, hf_
     assert manifest.info["architecture"] == "llama"
     assert store.blobs.path(manifest.files[0].digest).read_bytes() == model.read_bytes()
     assert store.list() == [manifest]
+    # The model card, read at the same commit, names the license.
+    assert manifest.license == "llama3.1"
+    assert manifest.license_sources == {"card": "llama3.1"}
     # It went through the Hub protocol and the HF cache, not around them.
-    assert hub.paths("HEAD") == ["/Org/Repo/resolve/main/model.gguf"]
-    assert hub.paths("GET") == ["/Org/Repo/resolve/main/model.gguf"]
+    card_path = f"/Org/Repo/resolve/{COMMIT}/README.md"
+    assert hub.paths("HEAD") == ["/Org/Repo/resolve/main/model.gguf", card_path]
+    assert hub.paths("GET") == ["/Org/Repo/resolve/main/model.gguf", card_path]
     repo_cache = hf_cache / "models--Org--Repo"
     assert (repo_cache / "blobs" / sha).is_file()
     assert (repo_cache / "refs" / "main").read_text() == COMMIT
@@ -365,3 +378,43 @@ def test_a_hub_that_cannot_be_reached_is_a_download_error(monkeypatch):
         with pytest.raises(DownloadError):
             pull(ref, store=store, settings=config)
     assert_nothing_stored(store)
+
+
+def test_a_catalog_name_pulls_its_gguf_with_the_catalog_license(hub, monkeypatch, hf_cache):
+    from owl.catalog import find
+
+    entry = find("llama3.1-8b-instruct")
+    assert entry is not None and entry.gguf_repo and entry.gguf_file
+    hub.add_file(entry.gguf_repo, entry.gguf_file, write_tiny_gguf(hub.files / "m.gguf"))
+    config = hub.settings(monkeypatch)
+
+    manifest = pull("llama3.1-8b-instruct", store=open_store(config), settings=config)
+
+    assert manifest.name == "llama3.1-8b-instruct"
+    assert manifest.source.uri == f"hf:{entry.gguf_repo}/{entry.gguf_file}"
+    assert (manifest.license, manifest.license_sources) == ("llama3.1", {"catalog": "llama3.1"})
+
+
+def test_a_catalog_model_without_a_gguf_says_where_its_weights_are(hub, monkeypatch):
+    config = hub.settings(monkeypatch)
+    with pytest.raises(ModelNotFound, match="no GGUF file that owl can run yet") as missing:
+        pull("whisper-large-v3", store=open_store(config), settings=config)
+    assert "hf:openai/whisper-large-v3" in str(missing.value)
+    assert hub.server.requests == []
+
+
+def test_metadata_and_card_that_disagree_keep_the_stricter_license(
+    hub, monkeypatch, hf_cache, caplog
+):
+    model = write_tiny_gguf(hub.files / "model.gguf", license="apache-2.0")
+    hub.add_file("Org/Repo", "model.gguf", model)
+    card = hub.files / "README.md"
+    card.write_text("---\nlicense: cc-by-nc-4.0\n---\n")
+    hub.add_file("Org/Repo", "README.md", card, revision=COMMIT)
+    config = hub.settings(monkeypatch)
+
+    manifest = pull("hf:Org/Repo/model.gguf", store=open_store(config), settings=config)
+
+    assert manifest.license_sources == {"gguf": "apache-2.0", "card": "cc-by-nc-4.0"}
+    assert manifest.license == "cc-by-nc-4.0"
+    assert any("apache-2.0" in r.message and "cc-by-nc-4.0" in r.message for r in caplog.records)

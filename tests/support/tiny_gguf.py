@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def write_tiny_gguf(path: Path, *, name: str = "tiny-test", rows: int = 32) -> Path:
+def write_tiny_gguf(
+    path: Path, *, name: str = "tiny-test", rows: int = 32, license: str | None = None
+) -> Path:
     """Write a GGUF that owl.formats reads; `rows` changes its bytes (and its digest)."""
     import gguf
     import numpy as np
@@ -13,6 +15,8 @@ def write_tiny_gguf(path: Path, *, name: str = "tiny-test", rows: int = 32) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name(name)
+    if license is not None:
+        writer.add_license(license)
     writer.add_context_length(64)
     writer.add_embedding_length(8)
     writer.add_block_count(1)

@@ -24,6 +24,7 @@ class Fetched:
     filename: str
     uri: str
     revision: str | None = None
+    card: str | None = None  # the model card (README.md) where the source has one
 
 
 Fetch = Callable[..., Fetched]

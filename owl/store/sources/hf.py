@@ -18,6 +18,7 @@ from owl.store.sources import Fetched
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _PREFERRED_QUANTS = ("Q4_K_M", "Q4_K_S", "Q5_K_M", "Q8_0", "Q4_0")
+_MAX_CARD_BYTES = 1 << 20  # model cards are a few KB; a huge README is not read
 
 
 def pick_gguf(repo_id: str, files: list[str]) -> str:
@@ -113,10 +114,39 @@ def fetch(
     etag = path.resolve().name
     expected = f"sha256:{etag}" if _SHA256_HEX.match(etag) else None
     digest = blobs.import_file(path, expected=expected, progress=progress)
+    revision = _commit_of(path) or ref.revision
     return Fetched(
         digest=digest,
         size=path.stat().st_size,
         filename=Path(filename).name,
         uri=f"hf:{ref.repo_id}/{filename}",
-        revision=_commit_of(path) or ref.revision,
+        revision=revision,
+        card=_model_card(ref.repo_id, revision, settings),
     )
+
+
+def _model_card(repo_id: str, revision: str | None, settings: Settings) -> str | None:
+    """The repository's README.md (its model card, which names the license), if it has one.
+
+    Best effort: a repository without a card, or a Hub that fails now, only means the
+    license is looked for elsewhere (the GGUF's metadata, owl's catalog).
+    """
+    import httpx2
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        local = Path(
+            hf_hub_download(
+                repo_id,
+                "README.md",
+                revision=revision,
+                endpoint=settings.hf_endpoint,
+                local_files_only=settings.hf_offline,
+            )
+        )
+        if local.stat().st_size > _MAX_CARD_BYTES:
+            return None
+        return local.read_text(encoding="utf-8", errors="replace")
+    except (HfHubHTTPError, LocalEntryNotFoundError, httpx2.TransportError, OSError):
+        return None

@@ -1,0 +1,46 @@
+"""Know what you may do with a model: license terms (terms.toml), verdicts, discovery.
+
+check("llama3.1", use="commercial", monthly_users=1_000)   → LicenseVerdict
+check_model(manifest, store=store, use="hosted")          → with license sources, lineage
+terms("Apache-2.0").spdx                                   → "Apache-2.0"
+"""
+
+from owl.licenses.check import (
+    LicenseTerms,
+    LicenseVerdict,
+    Obligation,
+    OutputTraining,
+    Use,
+    all_terms,
+    check,
+    check_model,
+    normalize_license,
+    strictness,
+    terms,
+)
+from owl.licenses.discover import (
+    find_license,
+    license_from_card,
+    license_from_catalog,
+    license_from_gguf,
+    resolve_license,
+)
+
+__all__ = [
+    "LicenseTerms",
+    "LicenseVerdict",
+    "Obligation",
+    "OutputTraining",
+    "Use",
+    "all_terms",
+    "check",
+    "check_model",
+    "find_license",
+    "license_from_card",
+    "license_from_catalog",
+    "license_from_gguf",
+    "normalize_license",
+    "resolve_license",
+    "strictness",
+    "terms",
+]
