@@ -8,12 +8,11 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from owl.cli.common import print_json
-from owl.cli.scan import UsageExit4
+from owl.cli.common import UsageExit4, print_json
 from owl.config import Settings, load_settings
 from owl.errors import InvalidModelName
 from owl.licenses import LicenseVerdict, Use, check, check_model, terms
-from owl.licenses.check import USE_WORDS
+from owl.licenses.terms import USE_WORDS
 from owl.store import Manifest, Store, open_store, parse_name, register_embedded
 from owl.store.aliases import find_alias
 

@@ -9,9 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from typer.core import TyperCommand
 
-from owl.cli.common import print_json
+from owl.cli.common import UsageExit4, print_json
 from owl.config import load_settings
 from owl.errors import InvalidModelName
 from owl.scan import FileReport, ScanReport, scan
@@ -21,18 +20,6 @@ from owl.store import Manifest, Store, open_store, parse_name, register_embedded
 console = Console()
 _STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
 _VERDICT_STYLES = {"clean": "green", "unsafe": "bold red", "unverified": "yellow"}
-
-
-class UsageExit4(TyperCommand):
-    """modelscan's convention: a usage error exits 4 (click's default 2 means "unverified")."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except Exception as err:  # typer vendors click: its UsageError is not importable
-            if getattr(err, "exit_code", None) == 2:
-                err.exit_code = ExitCode.USAGE  # type: ignore[attr-defined]
-            raise
 
 
 def _usage(message: str) -> typer.BadParameter:

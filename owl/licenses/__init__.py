@@ -5,25 +5,22 @@ check_model(manifest, store=store, use="hosted")          → with license sourc
 terms("Apache-2.0").spdx                                   → "Apache-2.0"
 """
 
-from owl.licenses.check import (
-    LicenseTerms,
-    LicenseVerdict,
-    Obligation,
-    OutputTraining,
-    Use,
-    all_terms,
-    check,
-    check_model,
-    normalize_license,
-    strictness,
-    terms,
-)
+from owl.licenses.check import LicenseVerdict, check, check_model, strictness
 from owl.licenses.discover import (
     find_license,
     license_from_card,
     license_from_catalog,
     license_from_gguf,
     resolve_license,
+)
+from owl.licenses.terms import (
+    LicenseTerms,
+    Obligation,
+    OutputTraining,
+    Use,
+    all_terms,
+    normalize_license,
+    terms,
 )
 
 __all__ = [

@@ -11,13 +11,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from owl.licenses.check import (
-    describe_sources,
-    group_sources,
-    license_key,
-    normalize_license,
-    strictness,
-)
+from owl.licenses.check import describe_sources, group_sources, strictness
+from owl.licenses.terms import license_key, normalize_license
 
 # Hub ids that say "the terms are elsewhere": a license_name or link may say which.
 _UNNAMED = frozenset({"other", "unknown"})

@@ -8,7 +8,7 @@ import pytest
 from cyclonedx.spdx import is_supported_id
 
 from owl.licenses import LicenseVerdict, Use, all_terms, check, check_model, terms
-from owl.licenses.check import normalize_license
+from owl.licenses.terms import normalize_license
 from owl.store import FileEntry, Manifest, RefKind, Source, Store
 from owl.store.manifest import Parent
 
