@@ -134,10 +134,17 @@ def pull(
         if fetched.digest not in store.used_digests():
             store.blobs.remove(fetched.digest)
         raise
-    licenses = _find_licenses(info.metadata, fetched.card, license_sources, license)
-    from owl.licenses.discover import resolve_license
+    # Imported here: owl.licenses reads manifests, so it imports the store.
+    from owl.licenses.discover import find_license
 
-    chosen_license, disagreements = resolve_license(licenses)
+    given = license_sources or {}
+    chosen_license, found_licenses, disagreements = find_license(
+        gguf_metadata=info.metadata,
+        card_text=fetched.card,
+        catalog=given.get("catalog"),
+        alias=given.get("alias"),
+        user=license or given.get("user"),
+    )
     for disagreement in disagreements:
         log.warning("%s: %s", target, disagreement)
     manifest = Manifest(
@@ -147,31 +154,13 @@ def pull(
         files=files,
         source=Source(kind=ref.kind, uri=fetched.uri, revision=fetched.revision),
         license=chosen_license,
-        license_sources={where: found for where, found in licenses.items() if found},
+        license_sources=found_licenses,
         parameters=parameters or {},
         info=info.summary(),
         scans=scans,
     )
     store.save(manifest)
     return manifest
-
-
-def _find_licenses(
-    metadata: dict[str, Any],
-    card: str | None,
-    given: dict[str, str] | None,
-    license: str | None,
-) -> dict[str, str | None]:
-    # Imported here: owl.licenses reads manifests, so it imports the store.
-    from owl.licenses.discover import license_from_card, license_from_gguf
-
-    found: dict[str, str | None] = dict(given or {})
-    found["gguf"] = license_from_gguf(metadata)
-    if card is not None:
-        found["card"] = license_from_card(card)
-    if license:
-        found["user"] = license
-    return found
 
 
 def _pull_from_catalog(
