@@ -8,6 +8,7 @@ anything from a file, and nothing reads tensor bytes.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
@@ -33,37 +34,21 @@ log = logging.getLogger(__name__)
 Checker = Callable[..., list[Finding]]
 
 
+# The checker for each kind, imported on use: `owl run` needs only GGUF and templates.
+_CHECKERS = {
+    Kind.GGUF: ("owl.scan.gguf", "scan_gguf"),
+    Kind.SAFETENSORS: ("owl.scan.safetensors", "scan_safetensors"),
+    Kind.ZIP: ("owl.scan.archives", "scan_zip"),
+    Kind.NPY: ("owl.scan.archives", "scan_npy"),
+    Kind.PICKLE: ("owl.scan.pickles", "scan_pickle"),
+    Kind.TOKENIZER_CONFIG: ("owl.scan.templates", "scan_tokenizer_config"),
+    Kind.JINJA: ("owl.scan.templates", "scan_jinja_file"),
+}
+
+
 def _checker(kind: Kind) -> Checker:
-    # Imported on use: `owl run` needs only the GGUF and template checkers.
-    if kind is Kind.GGUF:
-        from owl.scan.gguf import scan_gguf
-
-        return scan_gguf
-    if kind is Kind.SAFETENSORS:
-        from owl.scan.safetensors import scan_safetensors
-
-        return scan_safetensors
-    if kind is Kind.ZIP:
-        from owl.scan.archives import scan_zip
-
-        return scan_zip
-    if kind is Kind.NPY:
-        from owl.scan.archives import scan_npy
-
-        return scan_npy
-    if kind is Kind.PICKLE:
-        from owl.scan.pickles import scan_pickle
-
-        return scan_pickle
-    if kind is Kind.TOKENIZER_CONFIG:
-        from owl.scan.templates import scan_tokenizer_config
-
-        return scan_tokenizer_config
-    if kind is Kind.JINJA:
-        from owl.scan.templates import scan_jinja_file
-
-        return scan_jinja_file
-    raise LookupError(kind)
+    module, function = _CHECKERS[kind]
+    return getattr(importlib.import_module(module), function)
 
 
 @cache
