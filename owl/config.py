@@ -33,6 +33,14 @@ class Settings(BaseSettings):
         default=False, validation_alias=AliasChoices("OWL_HF_OFFLINE", "HF_HUB_OFFLINE")
     )
     default_model: str = "smollm2"
+    tools: Path | None = Field(
+        default=None,
+        description="Tools owl fetches on demand (llama.cpp's converter); default HOME/tools.",
+    )
+
+    @property
+    def tools_dir(self) -> Path:
+        return self.tools.expanduser().resolve() if self.tools else self.home / "tools"
 
     @field_validator("home")
     @classmethod
