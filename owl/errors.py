@@ -124,3 +124,24 @@ class LockMismatch(OwlError, ValueError):
 
     http_status = 409
     code = "lock_mismatch"
+
+
+class EvalError(OwlError, ValueError):
+    """An evaluation that cannot run as asked: too little text, or models that do not compare."""
+
+    http_status = 400
+    code = "invalid_eval"
+
+
+class QuantizationError(OwlError, ValueError):
+    """A quantization owl cannot make: unknown type, no usable imatrix, the quantizer failing."""
+
+    http_status = 422
+    code = "quantization_failed"
+
+
+class ConversionError(OwlError, RuntimeError):
+    """llama.cpp's converter could not be fetched, or could not convert a model folder."""
+
+    http_status = 500
+    code = "conversion_failed"
