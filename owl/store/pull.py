@@ -71,6 +71,8 @@ def pull(
         if existing is not None:
             if store.blobs.has(existing.weights.digest):
                 return existing
+            if existing.source.kind is RefKind.NAME:
+                raise ModelNotFound(_derived_message(str(ref.name), existing.source.uri))
             # Its blob was lost: pull it again from where it came from.
             return pull(
                 existing.source.uri,
@@ -163,6 +165,15 @@ def pull(
     return manifest
 
 
+def _derived_message(name: str, parent: str) -> str:
+    # A model owl derived (quantized, converted) has no source to download it from.
+    return (
+        f"'{name}' was derived by owl from '{parent}' and its file is not in the store; "
+        f"derive it again from '{parent}' (e.g. `owl quantize {parent} --type …`): "
+        "owl's quantization is deterministic, so it gives the same bytes"
+    )
+
+
 def _pull_from_catalog(
     wanted: ModelName,
     *,
@@ -218,6 +229,8 @@ def pull_locked(
             )
         if all(store.blobs.has(digest) for digest in pinned.values()):
             return existing
+    if locked.source.kind is RefKind.NAME:
+        raise LockMismatch(_derived_message(name, locked.source.uri))
     if len(locked.files) != 1:
         raise LockMismatch(
             f"{LOCK_FILE} pins {len(locked.files)} files for '{name}'; owl pulls one"

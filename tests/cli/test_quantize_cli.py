@@ -1,0 +1,76 @@
+"""`owl quantize` as a user runs it: the result line, --json, warnings, errors and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli_env
+from tests.quantize.test_quantize import uniform_imatrix
+from tests.support.cli import OWL, owl
+
+pytestmark = pytest.mark.slow
+
+
+def test_quantize_prints_the_new_model_and_its_cost(owl_env: Path) -> None:
+    done = owl(owl_env, "quantize", "smollm2", "--type", "q8_0", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["name"] == "smollm2:q8_0" and result["parent"] == "smollm2"
+    assert result["type"] == "Q8_0" and result["requantized"] is True
+    assert result["bits_per_weight"] == round(result["size"] * 8 / result["parameters"], 2)
+    assert 8.5 < result["bits_per_weight"] < 9  # Q8_0 is 8.5 bits, plus its F32 norms
+    assert "already quantized (Q4_1)" in done.stderr
+
+    listed = owl(owl_env, "list")
+    assert "smollm2:q8_0" in listed.stdout and "Q8_0" in listed.stdout
+    again = owl(owl_env, "quantize", "smollm2", "-t", "Q4_0", "--name", "small")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("quantized small: ")
+    assert "bits per weight" in again.stdout and "(from smollm2, 93.8 MiB)" in again.stdout
+
+    # A quantized model inherits its parent's license terms.
+    verdict = owl(owl_env, "license", "check", "smollm2:q8_0", "--use", "commercial")
+    assert verdict.returncode == 0, verdict.stderr
+    assert verdict.stdout.startswith("conditional")
+    assert "derived (quantized) from smollm2" in verdict.stdout
+
+
+def test_errors_say_what_to_do(owl_env: Path) -> None:
+    unknown = owl(owl_env, "quantize", "smollm2", "--type", "Q9_9")
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("error: unknown quantization type 'Q9_9'; owl offers Q8_0")
+    missing = owl(owl_env, "quantize", "nonesuch", "--type", "Q8_0")
+    assert missing.returncode == 1 and "model 'nonesuch' is not in the store" in missing.stderr
+    iq = owl(owl_env, "quantize", "smollm2", "--type", "iq2_xxs")
+    assert iq.returncode == 1 and "needs an importance matrix" in iq.stderr
+    absent = owl(owl_env, "quantize", "smollm2", "--type", "IQ2_XXS", "--imatrix", "nope.dat")
+    assert absent.returncode == 2 and "nope.dat" in absent.stderr  # a usage error
+    assert not list((owl_env / "blobs").glob("partial-*"))
+
+
+def test_ctrl_c_stops_at_once_and_leaves_nothing(owl_env: Path, tmp_path: Path) -> None:
+    # Q2_K_S with an importance matrix takes ~10 s here: long enough to interrupt.
+    assert owl(owl_env, "list").returncode == 0  # registers the bundled model
+    blob = next((owl_env / "blobs").glob("sha256-*"))
+    matrix = uniform_imatrix(blob, tmp_path / "smollm2.imatrix.gguf")
+    command = [OWL, "quantize", "smollm2", "-t", "Q2_K_S", "--imatrix", str(matrix)]
+    process = subprocess.Popen(
+        command, env=cli_env(owl_env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while not list((owl_env / "blobs").glob("partial-quantize-*")):
+        assert process.poll() is None and time.monotonic() < deadline, "no quantization began"
+        time.sleep(0.02)
+    time.sleep(0.3)  # llama.cpp is writing tensors now
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=5)  # not the ~10 s the quantization would take
+    assert process.returncode == 130
+    assert not list((owl_env / "blobs").glob("partial-*"))
+    assert len(list((owl_env / "blobs").glob("sha256-*"))) == 1
+    assert "q2_k_s" not in owl(owl_env, "list").stdout

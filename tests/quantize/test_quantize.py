@@ -1,0 +1,318 @@
+"""owl.quantize on the real bundled model (SmolLM2-135M, Q4_1): llama.cpp's quantizer into the
+store, lineage and license, running the result, failures that leave the store as it was,
+and importance matrices read from llama-imatrix's two file formats."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import gguf
+import llama_cpp
+import numpy as np
+import pytest
+
+from owl import engine
+from owl.config import Settings
+from owl.errors import InsufficientSpace, NameClash, QuantizationError
+from owl.formats import inspect
+from owl.formats.gguf import read_gguf_header
+from owl.licenses import check_model
+from owl.quantize import find_type, load_imatrix, quant_types, quantize
+from owl.store import Manifest, RefKind, Store, parse_name, pull, resolve
+from tests.conftest import EMBEDDED_REF
+
+GREEDY = engine.SamplingParams(temperature=0, max_tokens=6)
+
+
+@pytest.fixture
+def parent(store: Store, settings: Settings) -> Manifest:
+    return resolve("smollm2", store=store, settings=settings)
+
+
+def _texts(manifest: Manifest, store: Store, settings: Settings, *prompts: str) -> list[str]:
+    """The model's greedy continuation of each prompt."""
+    # One thread: llama.cpp's OpenMP threads spin, and crawl on a machine others keep busy.
+    small = settings.model_copy(update={"ctx": 256, "threads": 1})
+    model = engine.load(manifest, store=store, settings=small)
+    try:
+        return ["".join(delta.text for delta in model.complete(p, GREEDY)) for p in prompts]
+    finally:
+        model.close()
+
+
+def _leftovers(store: Store) -> list[str]:
+    return sorted(path.name for path in store.blobs.root.glob("partial-*"))
+
+
+def _blobs(store: Store) -> set[str]:
+    return store.blobs.digests()
+
+
+# --- the types -------------------------------------------------------------------------------
+
+
+def test_every_type_is_a_llama_cpp_file_type() -> None:
+    values = set()
+    for name, kind in quant_types().items():
+        assert kind.ftype == f"LLAMA_FTYPE_MOSTLY_{name}"
+        values.add(kind.ftype_value())
+        assert 1 < kind.bits < 9 and kind.description
+    assert len(values) == len(quant_types())  # no two names for one file type
+    for name in ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K", "IQ4_XS"):
+        assert name in quant_types()  # the types the issue names
+    assert find_type("q4_k_m").ftype_value() == llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M
+
+
+def test_an_unknown_type_is_refused_with_the_list(parent: Manifest, store: Store, settings) -> None:
+    before = _blobs(store)
+    with pytest.raises(QuantizationError) as caught:
+        quantize(parent, store=store, settings=settings, qtype="Q4_K_X")
+    assert "'Q4_K_X'" in str(caught.value)
+    assert "Q8_0" in str(caught.value) and "IQ4_XS" in str(caught.value)
+    assert _blobs(store) == before and len(store.list()) == 1
+
+
+# --- a quantization into the store -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_q8_0_is_a_new_model_with_lineage(parent: Manifest, store: Store, settings) -> None:
+    result = quantize(parent, store=store, settings=settings, qtype="q8_0")
+    assert result.display_name == "smollm2:q8_0"
+    assert store.get(parse_name("smollm2:q8_0")) == result
+    assert result.format == "gguf"
+    assert result.files[0].filename == "SmolLM2-135M-Instruct.Q8_0.gguf"
+    info = inspect(store.weights_path(result))
+    assert info.quantization == "Q8_0"
+    assert set(info.tensor_types) == {"F32", "Q8_0"}  # every Q4_1 tensor became Q8_0
+    assert info.parameters == parent.info["parameters"]
+    assert result.size == store.weights_path(result).stat().st_size > parent.size
+    (lineage,) = result.parents
+    assert (lineage.name, lineage.digest, lineage.relation) == (
+        "smollm2",
+        parent.weights.digest,
+        "quantized",
+    )
+    assert lineage.license == "apache-2.0" and lineage.source == parent.source
+    assert result.license == "apache-2.0" and result.license_sources == {"parent": "apache-2.0"}
+    # Its bytes exist only in this store: its source is the parent, never the parent's file.
+    assert result.source.kind is RefKind.NAME
+    assert (result.source.uri, result.source.revision) == ("smollm2", parent.weights.digest)
+    assert result.parameters == parent.parameters  # the default sampling parameters
+    assert result.scans[result.weights.digest].verdict == "clean"
+    details = result.info["quantize"]
+    assert details["type"] == "Q8_0" and details["from"] == "Q4_1"
+    assert details["requantized"] is True and details["imatrix"] is None
+    assert _leftovers(store) == []
+    assert _blobs(store) == {parent.weights.digest, result.weights.digest}
+
+
+@pytest.mark.slow
+def test_q8_0_runs_and_answers_as_its_parent_does(parent: Manifest, store: Store, settings) -> None:
+    result = quantize(parent, store=store, settings=settings, qtype="Q8_0")
+    # Measured: Q4_1 → Q8_0 keeps these greedy continuations token for token (another prompt,
+    # "The capital of France is", parts after " Paris.\n\n").
+    prompts = ("Once upon a time", "1, 2, 3, 4,")
+    quantized = _texts(result, store, settings, *prompts)
+    assert all(text.strip() for text in quantized)
+    assert quantized == _texts(parent, store, settings, *prompts)
+
+
+@pytest.mark.slow
+def test_a_named_q4_0_runs(parent: Manifest, store: Store, settings) -> None:
+    result = quantize(parent, store=store, settings=settings, qtype="Q4_0", name="tiny")
+    assert result.display_name == "tiny"  # tag latest
+    assert inspect(store.weights_path(result)).quantization == "Q4_0"
+    assert result.size < parent.size  # Q4_0 drops Q4_1's per-block minimum
+    assert _texts(result, store, settings, "Once upon a time")[0].strip()
+
+
+@pytest.mark.slow
+def test_quantizing_again_gives_the_same_bytes_once(parent: Manifest, store: Store, settings):
+    first = quantize(parent, store=store, settings=settings, qtype="Q4_0")
+    one_thread = settings.model_copy(update={"threads": 1})
+    second = quantize(parent, store=store, settings=one_thread, qtype="Q4_0")
+    # llama.cpp's output is deterministic, whatever the number of threads.
+    assert second.weights.digest == first.weights.digest
+    assert _blobs(store) == {parent.weights.digest, first.weights.digest}
+    assert [m.display_name for m in store.list()] == ["smollm2", "smollm2:q4_0"]
+
+
+def test_a_name_in_use_is_not_overwritten(store: Store, settings) -> None:
+    # A model whose name already says q8_0: its Q8_0 would take its own name.
+    mine = pull(EMBEDDED_REF, store=store, settings=settings, name="mine:q8_0")
+    before = _blobs(store)
+    with pytest.raises(NameClash, match="--name OTHER"):
+        quantize(mine, store=store, settings=settings, qtype="Q8_0")
+    assert store.get(parse_name("mine:q8_0")) == mine and _blobs(store) == before
+
+
+@pytest.mark.slow
+def test_the_license_verdict_carries_the_parents_terms(parent: Manifest, store: Store, settings):
+    result = quantize(parent, store=store, settings=settings, qtype="Q4_0")
+    verdict = check_model(result, store=store, use="commercial")
+    assert verdict.license == "apache-2.0" and verdict.verdict == "conditional"
+    assert any("derived (quantized) from smollm2" in reason for reason in verdict.reasons)
+    assert verdict.obligations  # Apache's notice obligations travel with the weights
+    store.remove(parse_name("smollm2"))  # the parent gone: the lineage's record still judges
+    assert check_model(result, store=store, use="commercial").verdict == "conditional"
+
+
+# --- failures leave the store as it was ----------------------------------------------------------
+
+
+def test_a_type_that_needs_an_imatrix_is_refused_without_one(parent, store, settings) -> None:
+    before = _blobs(store)
+    with pytest.raises(QuantizationError, match="needs an importance matrix.*--imatrix FILE"):
+        quantize(parent, store=store, settings=settings, qtype="IQ2_XXS")
+    assert _blobs(store) == before and _leftovers(store) == []
+
+
+def test_invalid_weights_fail_in_llama_cpp_and_store_nothing(parent, store, settings) -> None:
+    path = store.weights_path(parent)
+    header = read_gguf_header(path)
+    tensor = next(t for t in header.tensors if t.name == "blk.0.attn_q.weight")
+    os.chmod(path, 0o644)
+    with path.open("r+b") as blob:  # the first Q4_1 block's scale becomes NaN (f16 0x7e00)
+        blob.seek(header.data_offset + tensor.offset)
+        blob.write(b"\x00\x7e")
+    # owl's scan reads headers, not weights: llama.cpp's check of every row finds it.
+    with pytest.raises(QuantizationError) as caught:
+        quantize(parent, store=store, settings=settings, qtype="Q8_0")
+    message = str(caught.value)
+    assert message.startswith(
+        "llama.cpp could not quantize 'smollm2' to Q8_0: "
+        "tensor 'blk.0.attn_q.weight' has invalid data. Nothing was stored"
+    )
+    assert "owl verify smollm2" in message
+    assert _blobs(store) == {parent.weights.digest} and _leftovers(store) == []
+    assert store.find(parse_name("smollm2:q8_0")) is None
+
+
+def test_a_truncated_source_is_refused_before_llama_cpp(parent, store, settings) -> None:
+    path = store.weights_path(parent)
+    os.chmod(path, 0o644)
+    os.truncate(path, path.stat().st_size // 2)  # its stored scan verdict still says clean
+    with pytest.raises(QuantizationError, match="stored file of 'smollm2' is damaged.*truncated"):
+        quantize(parent, store=store, settings=settings, qtype="Q8_0")
+    assert _blobs(store) == {parent.weights.digest} and _leftovers(store) == []
+
+
+def test_too_little_disk_is_refused_before_quantizing(parent, store, settings, monkeypatch):
+    usage = shutil.disk_usage(store.home)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage._replace(free=50_000_000))
+    with pytest.raises(InsufficientSpace, match="quantizing smollm2 to Q8_0 needs"):
+        quantize(parent, store=store, settings=settings, qtype="Q8_0")
+    assert _blobs(store) == {parent.weights.digest} and _leftovers(store) == []
+
+
+def test_a_model_that_is_not_gguf_is_refused(parent: Manifest, store: Store, settings) -> None:
+    other = parent.model_copy(update={"format": "safetensors"})
+    with pytest.raises(QuantizationError, match="owl convert smollm2"):
+        quantize(other, store=store, settings=settings, qtype="Q8_0")
+
+
+# --- importance matrices -----------------------------------------------------------------------
+
+SUMS = {"blk.0.ffn_down.weight": [[2.0, 4.0, 6.0]], "blk.0.attn_q.weight": [[1.0, 1.0, 3.0]]}
+COUNTS = {"blk.0.ffn_down.weight": [2.0], "blk.0.attn_q.weight": [0.5]}
+
+
+def write_gguf_imatrix(
+    path: Path, sums: dict[str, list[list[float]]], counts: dict[str, list[float]]
+) -> Path:
+    """An imatrix as llama-imatrix writes it: <tensor>.in_sum2 [experts, columns], .counts."""
+    writer = gguf.GGUFWriter(path, arch="imatrix")
+    writer.add_type("imatrix")
+    writer.add_array("imatrix.datasets", ["calibration.txt"])
+    writer.add_uint32("imatrix.chunk_count", 7)
+    writer.add_uint32("imatrix.chunk_size", 512)
+    for name in sums:
+        writer.add_tensor(f"{name}.in_sum2", np.array(sums[name], dtype=np.float32))
+        writer.add_tensor(f"{name}.counts", np.array(counts[name], dtype=np.float32)[:, None])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def write_legacy_imatrix(path: Path, values: dict[str, np.ndarray], calls: int) -> Path:
+    """The older .dat format: entries of (name, calls, values × calls), chunks, dataset."""
+    out = struct.pack("<i", len(values))
+    for name, array in values.items():
+        raw = name.encode()
+        out += struct.pack("<i", len(raw)) + raw + struct.pack("<ii", calls, array.size)
+        out += (array * calls).astype("<f4").tobytes()
+    dataset = b"calibration.txt"
+    path.write_bytes(out + struct.pack("<ii", 7, len(dataset)) + dataset)
+    return path
+
+
+def test_both_imatrix_formats_read_as_llama_quantize_reads_them(tmp_path: Path) -> None:
+    from_gguf = load_imatrix(write_gguf_imatrix(tmp_path / "m.gguf", SUMS, COUNTS))
+    expected = {"blk.0.ffn_down.weight": [1.0, 2.0, 3.0], "blk.0.attn_q.weight": [2.0, 2.0, 6.0]}
+    assert {name: list(values) for name, values in from_gguf.values.items()} == expected
+    assert from_gguf.datasets == ("calibration.txt",) and from_gguf.chunks == 7
+    legacy = {name: np.array(values, dtype=np.float32) for name, values in expected.items()}
+    from_dat = load_imatrix(write_legacy_imatrix(tmp_path / "m.dat", legacy, calls=10))
+    assert {name: list(values) for name, values in from_dat.values.items()} == expected
+    assert from_dat.datasets == ("calibration.txt",) and from_dat.chunks == 7
+    assert from_dat.digest != from_gguf.digest
+
+
+def test_an_expert_without_tokens_weighs_all_columns_alike(tmp_path: Path) -> None:
+    sums = {"blk.0.ffn_down_exps.weight": [[2.0, 4.0], [9.0, 9.0]]}
+    matrix = load_imatrix(
+        write_gguf_imatrix(tmp_path / "m.gguf", sums, {"blk.0.ffn_down_exps.weight": [2.0, 0.0]})
+    )
+    assert list(matrix.values["blk.0.ffn_down_exps.weight"]) == [1.0, 2.0, 1.0, 1.0]
+
+
+def test_files_that_are_not_an_imatrix_are_refused(tmp_path: Path, bundled_gguf: Path) -> None:
+    with pytest.raises(QuantizationError, match="no \\*.in_sum2 tensors"):
+        load_imatrix(bundled_gguf)  # a GGUF, but a model
+    text = tmp_path / "notes.txt"
+    text.write_text("calibration text, not an importance matrix\n")
+    with pytest.raises(QuantizationError, match="not an importance matrix"):
+        load_imatrix(text)
+    nan = write_gguf_imatrix(
+        tmp_path / "nan.gguf", {"a.weight": [[float("nan")]]}, {"a.weight": [1]}
+    )
+    with pytest.raises(QuantizationError, match="not finite"):
+        load_imatrix(nan)
+
+
+def test_an_imatrix_for_another_model_is_refused(parent, store, settings, tmp_path) -> None:
+    path = write_gguf_imatrix(tmp_path / "other.gguf", SUMS, COUNTS)  # 3 columns: not SmolLM2
+    with pytest.raises(QuantizationError, match="made for another model"):
+        quantize(parent, store=store, settings=settings, qtype="Q2_K_S", imatrix=path)
+    assert _leftovers(store) == []
+
+
+def uniform_imatrix(model: Path, path: Path) -> Path:
+    """Every column of every matrix alike: a valid imatrix that carries no information."""
+    tensors = [t for t in read_gguf_header(model).tensors if len(t.shape) >= 2]
+    sums = {t.name: [[1.0] * t.shape[0]] for t in tensors}
+    return write_gguf_imatrix(path, sums, {t.name: [1.0] for t in tensors})
+
+
+@pytest.mark.slow
+def test_q2_k_s_is_made_with_an_imatrix(parent, store, settings, tmp_path) -> None:
+    with pytest.raises(QuantizationError, match="needs an importance matrix"):
+        quantize(parent, store=store, settings=settings, qtype="Q2_K_S")
+    path = uniform_imatrix(store.weights_path(parent), tmp_path / "smollm2.imatrix.gguf")
+    result = quantize(parent, store=store, settings=settings, qtype="Q2_K_S", imatrix=path)
+    record = result.info["quantize"]["imatrix"]
+    assert record["file"] == "smollm2.imatrix.gguf"
+    assert record["digest"] == load_imatrix(path).digest and record["chunks"] == 7
+    assert "Q2_K" in result.info["quantize"]["tensor_types"]
+    # The GGUF says so itself, with the keys llama-quantize writes.
+    fields = gguf.GGUFReader(store.weights_path(result)).fields
+    assert fields["quantize.imatrix.file"].contents() == "smollm2.imatrix.gguf"
+    assert fields["quantize.imatrix.entries_count"].contents() == record["entries"]
+    assert fields["quantize.imatrix.dataset"].contents() == "calibration.txt"
+    assert _texts(result, store, settings, "Once upon a time")[0].strip()
