@@ -18,22 +18,24 @@ from rich.progress import (
 )
 
 from owl.cli.common import print_json
-from owl.config import load_settings
+from owl.config import Settings, load_settings
 from owl.formats import human_bytes
-from owl.quantize import find_type, quant_types, quantize
-from owl.store import Manifest, open_store, resolve
+from owl.quantize import QuantType, find_type, quant_types, quantize
+from owl.store import Manifest, Store, open_store, resolve
 
 console = Console(highlight=False, soft_wrap=True)
 
 
 def quantize_command(
     model: Annotated[str, typer.Argument(help="A GGUF model in the store, e.g. smollm2.")],
-    qtype: Annotated[
-        str,
+    qtypes: Annotated[
+        list[str],
         typer.Option(
             "--type",
             "-t",
-            help="The quantization type (any case): " + ", ".join(quant_types()) + ".",
+            help="The quantization type (any case; repeat for several): "
+            + ", ".join(quant_types())
+            + ".",
             metavar="TYPE",
         ),
     ],
@@ -54,13 +56,87 @@ def quantize_command(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object with the result.")
     ] = False,
+    report: Annotated[
+        bool,
+        typer.Option(
+            "--report",
+            help="Measure each result against MODEL on --text (perplexity, KL divergence, "
+            "top-1 agreement, decode speed); write a table and a PNG plot.",
+        ),
+    ] = False,
+    text: Annotated[
+        Path | None,
+        typer.Option("--text", help="The text --report measures on.", exists=True, dir_okay=False),
+    ] = None,
+    ctx: Annotated[int, typer.Option("--ctx", help="Context for --report's evals.")] = 512,
+    report_file: Annotated[
+        Path | None,
+        typer.Option("--report-file", help="Where the table goes (default: ./quantize-MODEL.md)."),
+    ] = None,
 ) -> None:
     """Quantize a stored GGUF model with llama.cpp into a new model, MODEL:TYPE, with lineage."""
+    if report and text is None:
+        raise typer.BadParameter("--report measures on your text: give it with --text FILE")
+    if name and len(qtypes) > 1:
+        raise typer.BadParameter("--name names one model: give one --type with it")
     config = load_settings()
     store = open_store(config)
-    kind = find_type(qtype)
+    kinds = [find_type(qtype) for qtype in qtypes]
     parent = resolve(model, store=store, settings=config)
-    started = time.perf_counter()
+    results = []
+    for kind in kinds:
+        started = time.perf_counter()
+        result = _quantize_one(parent, kind, store=store, config=config, name=name, imatrix=imatrix)
+        results.append(result)
+        if not (report and json_output):  # --report --json prints one JSON object, at the end
+            _report(result, parent, time.perf_counter() - started, json_output=json_output)
+    if report:
+        assert text is not None
+        _quality_report(
+            parent,
+            results,
+            store=store,
+            config=config,
+            text=text,
+            ctx=ctx,
+            path=report_file,
+            json_output=json_output,
+        )
+
+
+def _quality_report(
+    parent: Manifest,
+    results: list[Manifest],
+    *,
+    store: Store,
+    config: Settings,
+    text: Path,
+    ctx: int,
+    path: Path | None,
+    json_output: bool,
+) -> None:
+    from owl.quantize.report import quality_report, rows_json, write_report
+
+    path = path or Path(f"quantize-{parent.name}.md")
+    with Console(stderr=True).status(f"measuring {len(results)} models on {text.name} …"):
+        rows = quality_report(parent, results, store=store, settings=config, text=text, ctx=ctx)
+    table, image = write_report(rows, path, text=text, ctx=ctx)
+    if json_output:
+        print_json({"report": rows_json(rows), "table": str(table), "plot": str(image)})
+        return
+    console.print(table.read_text(encoding="utf-8"), markup=False)
+    console.print(f"wrote {table} and {image}")
+
+
+def _quantize_one(
+    parent: Manifest,
+    kind: QuantType,
+    *,
+    store: Store,
+    config: Settings,
+    name: str | None,
+    imatrix: Path | None,
+) -> Manifest:
     with Progress(
         SpinnerColumn(),
         TextColumn(
@@ -84,8 +160,7 @@ def quantize_command(
             imatrix=imatrix,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    seconds = time.perf_counter() - started
-    _report(result, parent, seconds, json_output=json_output)
+    return result
 
 
 def _report(result: Manifest, parent: Manifest, seconds: float, *, json_output: bool) -> None:
