@@ -115,12 +115,13 @@ def _quality_report(
     path: Path | None,
     json_output: bool,
 ) -> None:
-    from owl.quantize.report import quality_report, rows_json, write_report
+    from owl.quantize.report import quality_report, record_quality, rows_json, write_report
 
     path = path or Path(f"quantize-{parent.name}.md")
     with Console(stderr=True).status(f"measuring {len(results)} models on {text.name} …"):
         rows = quality_report(parent, results, store=store, settings=config, text=text, ctx=ctx)
     table, image = write_report(rows, path, text=text, ctx=ctx)
+    record_quality(rows, results, store=store, text=text, ctx=ctx)
     if json_output:
         print_json({"report": rows_json(rows), "table": str(table), "plot": str(image)})
         return
@@ -207,6 +208,66 @@ def _report(result: Manifest, parent: Manifest, seconds: float, *, json_output: 
         )
 
 
+def fit_command(
+    model: Annotated[str, typer.Argument(help="A GGUF model in the store.")],
+    ram: Annotated[str, typer.Option("--ram", help="The memory to fit in, e.g. 8GB.")],
+    ctx: Annotated[
+        int | None, typer.Option("--ctx", help="Context to leave room for (default: OWL_CTX).")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The best quantization of MODEL that fits in --ram, with its quality cost."""
+    from dataclasses import asdict
+
+    from owl.formats import inspect
+    from owl.quantize.fit import best, fit, parse_size
+
+    try:
+        budget = parse_size(ram)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    config = load_settings(ctx=ctx)
+    store = open_store(config)
+    manifest = resolve(model, store=store, settings=config)
+    context = config.ctx or manifest.info.get("context_length") or 4096
+    metadata = inspect(store.weights_path(manifest)).metadata
+    options = fit(manifest, store=store, ram=budget, ctx=context, metadata=metadata)
+    chosen = best(options)
+    if json_output:
+        print_json(
+            {
+                "model": manifest.display_name,
+                "ram": budget,
+                "ctx": context,
+                "best": asdict(chosen) if chosen else None,
+                "options": [asdict(option) for option in options],
+            }
+        )
+    else:
+        for option in options:
+            mark = "[green]fits[/green]" if option.fits else "[red]too big[/red]"
+            size = human_bytes(option.weights_bytes) + ("" if option.measured else " (est.)")
+            console.print(
+                f"{mark:>22} {option.type:<8} weights {size:<18} "
+                f"needs {human_bytes(option.memory_bytes):<10} {option.cost}"
+            )
+        if chosen is None:
+            console.print(f"nothing fits in {human_bytes(budget)} with a {context}-token context")
+        else:
+            action = (
+                f"already stored as {chosen.stored_as}"
+                if chosen.stored_as
+                else f"`owl quantize {manifest.display_name} --type {chosen.type}`"
+            )
+            console.print(
+                f"best: [bold]{chosen.type}[/bold] ({human_bytes(chosen.memory_bytes)} of "
+                f"{human_bytes(budget)} with a {context}-token context): {action}"
+            )
+    if chosen is None:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
-    """Add `owl quantize`."""
+    """Add `owl quantize` and `owl fit`."""
     app.command("quantize")(quantize_command)
+    app.command("fit")(fit_command)

