@@ -245,10 +245,10 @@ def fit_command(
         )
     else:
         for option in options:
-            mark = "[green]fits[/green]" if option.fits else "[red]too big[/red]"
+            mark = "[green]fits   [/green]" if option.fits else "[red]too big[/red]"
             size = human_bytes(option.weights_bytes) + ("" if option.measured else " (est.)")
             console.print(
-                f"{mark:>22} {option.type:<8} weights {size:<18} "
+                f"{mark} {option.type:<8} weights {size:<18} "
                 f"needs {human_bytes(option.memory_bytes):<10} {option.cost}"
             )
         if chosen is None:
