@@ -201,7 +201,6 @@ BENIGN = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor 
 
 
 def test_chat_templates_go_to_the_template_checker(tmp_path: Path) -> None:
-    pytest.importorskip("owl.scan.templates")
     keys = {"tokenizer.chat_template": BENIGN, "tokenizer.chat_template.tool_use": EVIL}
     findings = scan_gguf(_gguf_with_templates(tmp_path / "t.gguf", keys), file="t.gguf")
     assert findings
@@ -215,7 +214,6 @@ def test_chat_templates_go_to_the_template_checker(tmp_path: Path) -> None:
 
 
 def test_template_findings_survive_a_broken_tensor_table(tmp_path: Path) -> None:
-    pytest.importorskip("owl.scan.templates")
     whole = _gguf_with_templates(tmp_path / "t.gguf", {"tokenizer.chat_template": EVIL})
     data = whole.read_bytes()
     err = unverified(written(tmp_path, data[: read_gguf_header(whole).data_offset + 4]))
