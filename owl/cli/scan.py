@@ -12,7 +12,7 @@ from rich.text import Text
 
 from owl.cli.common import UsageExit4, print_json
 from owl.config import load_settings
-from owl.errors import InvalidModelName
+from owl.errors import InvalidModelName, OwlError
 from owl.scan import FileReport, ScanReport, scan
 from owl.scan.findings import ExitCode
 from owl.store import Manifest, Store, open_store, parse_name, register_embedded
@@ -98,7 +98,11 @@ def scan_command(
 
     Exit codes: 0 clean, 1 unsafe, 2 could not be verified, 3 no supported files, 4 usage.
     """
-    report = ScanReport(files=_scan_targets(targets), strict=strict)
+    try:
+        report = ScanReport(files=_scan_targets(targets), strict=strict)
+    except OwlError as err:  # e.g. a damaged store: nothing was verified, so exit 2, not 1
+        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(ExitCode.UNVERIFIED) from None
     if json_output:
         print_json(report.summary())
     else:

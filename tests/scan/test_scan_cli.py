@@ -105,3 +105,12 @@ def test_strict_makes_lesser_findings_count(owl_env: Path, tmp_path: Path) -> No
     assert {finding["severity"] for finding in report["findings"]} <= {"medium", "low"}
     strict_code, strict = _scan_json(owl_env, "--strict", str(mislabelled))
     assert (strict_code, strict["verdict"]) == (1, "unsafe")
+
+
+def test_a_store_that_cannot_be_read_is_unverified_not_unsafe(owl_env: Path) -> None:
+    damaged = owl_env / "manifests" / "broken" / "latest.json"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_text("{not json")
+    result = owl(owl_env, "scan", "broken")
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "error: " in result.stderr and "Traceback" not in result.stderr
