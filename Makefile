@@ -41,5 +41,5 @@ clean:
 	rm -rf $(VENV) .pytest_cache
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check owl tests bench
-	$(BIN)/ruff format --check owl tests bench
+	$(BIN)/ruff check owl tests bench scripts
+	$(BIN)/ruff format --check owl tests bench scripts
