@@ -9,11 +9,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from owl.cli.common import print_json
+from owl.cli.common import print_json, warn_if_not_clean
 from owl.config import load_settings
 from owl.formats import human_bytes, human_count
 from owl.quantize.convert import convert
-from owl.scan.policy import first_reason, verdict_of
 from owl.store import open_store
 
 console = Console(highlight=False)
@@ -78,15 +77,7 @@ def convert_command(
             f"{human_bytes(manifest.size)}, {manifest.weights.digest[:19]}) "
             f"in {time.perf_counter() - started:.1f} s"
         )
-    verdict = verdict_of(manifest)
-    if verdict not in ("clean", "unsupported"):
-        typer.secho(
-            f"warning: {manifest.display_name} is {verdict}: {first_reason(manifest)}. "
-            f"`owl run` and `owl serve` will refuse it; `owl scan {manifest.display_name}` "
-            "lists every finding",
-            err=True,
-            fg=typer.colors.RED,
-        )
+    warn_if_not_clean(manifest)
 
 
 def register(app: typer.Typer) -> None:

@@ -18,11 +18,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from owl.cli.common import print_json
+from owl.cli.common import print_json, warn_if_not_clean
 from owl.config import load_settings
 from owl.errors import ModelNotFound
 from owl.formats import ModelInfo, human_bytes, human_count, inspect
-from owl.scan.policy import first_reason, verdict_of
+from owl.scan.policy import verdict_of
 from owl.store import (
     Manifest,
     RefKind,
@@ -106,16 +106,7 @@ def _report_pull(manifest: Manifest) -> None:
         f"pulled [bold]{manifest.display_name}[/bold] "
         f"({human_bytes(manifest.size)}, {manifest.weights.digest[:19]})"
     )
-    verdict = verdict_of(manifest)
-    if verdict not in ("clean", "unsupported"):
-        # Kept in the store so that it can be inspected, but run and serve refuse it.
-        typer.secho(
-            f"warning: {manifest.display_name} is {verdict}: {first_reason(manifest)}. "
-            f"`owl run` and `owl serve` will refuse it; `owl scan {manifest.display_name}` "
-            f"lists every finding, `owl rm {manifest.display_name}` deletes it",
-            err=True,
-            fg=typer.colors.RED,
-        )
+    warn_if_not_clean(manifest)
 
 
 def list_command(json_output: JSON = False) -> None:
