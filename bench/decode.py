@@ -210,7 +210,7 @@ def run(args: argparse.Namespace, home: Path) -> dict:
     # once two live threads of a process have each run a decode, every decode gets ~3x
     # slower on a 2-core machine (two OpenMP thread teams, more threads than cores). The
     # engine sends its own work there; the direct way is submitted to it whole.
-    from owl.engine.model import engine_thread
+    from owl.engine.worker import engine_thread
 
     llama = llama_cpp.Llama(
         model_path=str(path),

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     ctx: int = Field(default=4096, ge=0, description="Context window; 0 = the model's own.")
+    parallel: int = Field(
+        default=4, ge=1, le=64, description="Generations the server batches at once (slots)."
+    )
     hf_endpoint: str | None = Field(
         default=None, validation_alias=AliasChoices("OWL_HF_ENDPOINT", "HF_ENDPOINT")
     )

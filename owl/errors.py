@@ -145,3 +145,10 @@ class ConversionError(OwlError, RuntimeError):
 
     http_status = 500
     code = "conversion_failed"
+
+
+class NotSupportedYet(OwlError, NotImplementedError):
+    """A request for something owl's API accepts but its engine cannot do yet."""
+
+    http_status = 501
+    code = "not_supported"

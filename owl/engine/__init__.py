@@ -16,10 +16,10 @@ from owl.errors import EngineError
 from owl.store import Manifest, Store
 
 
-def _llamacpp(path: Path, *, n_ctx: int, threads: int) -> Backend:
+def _llamacpp(path: Path, *, n_ctx: int, threads: int, slots: int = 1) -> Backend:
     from owl.engine.llamacpp import LlamaCppBackend
 
-    return LlamaCppBackend(path, n_ctx=n_ctx, threads=threads)
+    return LlamaCppBackend(path, n_ctx=n_ctx, threads=threads, slots=slots)
 
 
 BACKENDS: dict[str, Callable[..., Backend]] = {"gguf": _llamacpp}
@@ -40,11 +40,13 @@ def load(
     settings: Settings,
     allow_unsafe: bool = False,
     by: str = "owl",
+    slots: int = 1,
 ) -> Model:
     """Load a stored model with the backend for its format, if its scan verdict is clean.
 
     UnsafeModel/UnverifiedModel otherwise; `allow_unsafe` loads it anyway and records
-    that in the manifest, naming `by` (the command that asked).
+    that in the manifest, naming `by` (the command that asked). `slots`: how many
+    generations a backend that batches runs at once (the server's --parallel).
     """
     from owl.scan.policy import require_loadable
 
@@ -56,7 +58,11 @@ def load(
             f"{', '.join(BACKENDS)} models. Convert it to GGUF first"
         )
     path = store.weights_path(manifest)
-    backend = factory(path, n_ctx=context_size(manifest, settings), threads=settings.threads)
+    size = context_size(manifest, settings)
+    if factory is _llamacpp:
+        backend = factory(path, n_ctx=size, threads=settings.threads, slots=slots)
+    else:
+        backend = factory(path, n_ctx=size, threads=settings.threads)
     return Model(backend, name=manifest.display_name, defaults=manifest.parameters)
 
 

@@ -1,4 +1,9 @@
-"""The llama.cpp backend, through llama-cpp-python."""
+"""The llama.cpp backend, through llama-cpp-python's low-level API.
+
+One llama.cpp context holds `slots` KV-cache sequences of `n_ctx` cells each — every
+request gets the whole context window, as with `owl run` — and owl/engine/scheduler.py
+batches the generations over them.
+"""
 
 from __future__ import annotations
 
@@ -7,46 +12,78 @@ import os
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from owl.engine.sampling import SamplingParams
+from owl.engine.scheduler import Piece, Scheduler, Sink
+from owl.engine.worker import engine_thread
 from owl.errors import EngineError
+
+# The last n tokens the repetition penalties look at: llama.cpp's default.
+PENALTY_LAST_N = 64
+BATCH_SIZE = 512
 
 
 class LlamaCppBackend:
-    """A GGUF model loaded in llama.cpp. Not thread-safe: the Model above it serializes."""
+    """A GGUF model loaded in llama.cpp. Its scheduler owns the context; `submit` generates."""
 
-    def __init__(self, path: Path, *, n_ctx: int, threads: int | None = None) -> None:
+    def __init__(
+        self, path: Path, *, n_ctx: int, threads: int | None = None, slots: int = 1
+    ) -> None:
         import llama_cpp
+        from llama_cpp._internals import LlamaContext, LlamaModel
 
         self._llama_cpp = llama_cpp
         threads = threads or os.cpu_count() or 1
         try:
-            self._llama = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_batch=512,
-                n_threads=threads,
-                n_threads_batch=threads,
-                verbose=False,
+            self._model = LlamaModel(
+                path_model=str(path), params=llama_cpp.llama_model_default_params(), verbose=False
             )
         except (ValueError, RuntimeError, OSError) as err:
             raise EngineError(
                 f"llama.cpp could not load {path.name} ({err}); the file may be damaged or of "
                 "an architecture this llama.cpp does not support: check it with `owl show`"
             ) from err
-        self._model = self._llama._model
         self._vocab = self._model.vocab
+        params = llama_cpp.llama_context_default_params()
+        self._slot_ctx = n_ctx or self._model.n_ctx_train()
+        params.n_ctx = self._slot_ctx * slots
+        params.n_batch = BATCH_SIZE
+        params.n_ubatch = BATCH_SIZE
+        params.n_seq_max = slots
+        # One KV stream per slot, and flash attention (where the model allows it): with
+        # these a generation's numbers do not depend on what else is in the batch or on
+        # how much of its prompt came from the cache — greedy answers are the same alone,
+        # batched, or on the next turn. (A unified cache and plain attention change them.)
+        params.kv_unified = False
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.no_perf = True
+        try:
+            self._context = LlamaContext(model=self._model, params=params, verbose=False)
+        except ValueError as err:
+            self._model.close()
+            raise EngineError(
+                f"llama.cpp could not make {slots} context(s) of {self._slot_ctx} tokens for "
+                f"{path.name}; try a smaller --ctx or fewer --parallel slots"
+            ) from err
+        self._batch = llama_cpp.llama_batch_init(BATCH_SIZE, 0, 1)
+        self._slots = slots
+        self.scheduler = Scheduler(self, worker=engine_thread())
 
+    # The Backend protocol (owl/engine/backend.py):
     @property
     def n_ctx(self) -> int:
-        return self._llama.n_ctx()
+        """The context window of one generation (one slot)."""
+        return self._slot_ctx
 
-    @property
+    @cached_property
     def metadata(self) -> dict[str, str]:
-        return self._llama.metadata
+        return self._model.metadata()
 
     def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
-        return self._llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+        return self._model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
 
     def _piece(self, token: int, special: bool) -> bytes:
         # llama-cpp-python's own helpers truncate or pad pieces to 32 bytes; ask llama.cpp
@@ -85,12 +122,12 @@ class LlamaCppBackend:
 
     @property
     def bos_token(self) -> int | None:
-        token = self._llama.token_bos()
+        token = self._model.token_bos()
         return token if token >= 0 else None
 
     @property
     def eos_token(self) -> int | None:
-        token = self._llama.token_eos()
+        token = self._model.token_eos()
         return token if token >= 0 else None
 
     @property
@@ -100,23 +137,95 @@ class LlamaCppBackend:
     def is_eog(self, token: int) -> bool:
         return bool(self._llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
+    def submit(self, tokens: list[int], params: SamplingParams, sink: Sink) -> None:
+        """Generate for `tokens` in the running batch; sampled tokens go to `sink`."""
+        self.scheduler.submit(tokens, params, sink)
+
     def generate(self, tokens: list[int], params: SamplingParams) -> Iterator[int]:
-        seed = self._llama_cpp.LLAMA_DEFAULT_SEED if params.seed is None else params.seed
-        self._llama.set_seed(seed)
-        # Evaluate every prompt whole. Reusing the KV cache of a shared prefix would save
-        # time, but re-evaluating part of a prompt in a smaller batch changes the logits
-        # slightly, and then the same greedy request can give a different answer.
-        self._llama.reset()
-        return self._llama.generate(
-            tokens,
-            temp=params.temperature,
-            top_k=params.top_k,
-            top_p=params.top_p,
-            min_p=params.min_p,
-            repeat_penalty=params.repeat_penalty,
-            frequency_penalty=params.frequency_penalty,
-            presence_penalty=params.presence_penalty,
-        )
+        raise EngineError("the llama.cpp backend generates through submit() (batched)")
 
     def close(self) -> None:
-        self._llama.close()
+        self.scheduler.close()
+        llama_batch_free = self._llama_cpp.llama_batch_free
+        if self._batch is not None:
+            llama_batch_free(self._batch)
+            self._batch = None
+        self._context.close()
+        self._model.close()
+
+    # The scheduler's Decoder (owl/engine/scheduler.py), called on the engine thread only:
+    @property
+    def slots(self) -> int:
+        return self._slots
+
+    @property
+    def batch_size(self) -> int:
+        return BATCH_SIZE
+
+    def forget(self, seq: int, start: int) -> None:
+        self._llama_cpp.llama_memory_seq_rm(self._context.memory, seq, start, -1)
+
+    def decode(self, pieces: list[Piece]) -> bool:
+        batch = self._batch
+        n = 0
+        for piece in pieces:
+            for offset, token in enumerate(piece.tokens):
+                batch.token[n] = token
+                batch.pos[n] = piece.start + offset
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = piece.seq
+                batch.logits[n] = False
+                n += 1
+            if piece.logits:
+                batch.logits[n - 1] = True
+        batch.n_tokens = n
+        status = self._llama_cpp.llama_decode(self._context.ctx, batch)
+        if status == 1:
+            return False
+        if status != 0:
+            raise EngineError(f"llama.cpp could not evaluate the batch (llama_decode {status})")
+        # sample() counts logits rows in batch order; llama.cpp numbers them the same way.
+        self._rows = [i for i in range(n) if batch.logits[i]]
+        return True
+
+    def sampler(self, params: SamplingParams, history: list[int]) -> Any:
+        llama_cpp = self._llama_cpp
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        add = llama_cpp.llama_sampler_chain_add
+        penalised = (
+            params.repeat_penalty != 1.0
+            or params.frequency_penalty != 0.0
+            or params.presence_penalty != 0.0
+        )
+        if penalised:
+            add(
+                chain,
+                llama_cpp.llama_sampler_init_penalties(
+                    llama_cpp.llama_vocab_n_tokens(self._vocab),
+                    PENALTY_LAST_N,
+                    params.repeat_penalty,
+                    params.frequency_penalty,
+                    params.presence_penalty,
+                ),
+            )
+        if params.temperature <= 0:
+            add(chain, llama_cpp.llama_sampler_init_greedy())
+        else:
+            seed = llama_cpp.LLAMA_DEFAULT_SEED if params.seed is None else params.seed
+            if params.top_k > 0:
+                add(chain, llama_cpp.llama_sampler_init_top_k(params.top_k))
+            add(chain, llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
+            add(chain, llama_cpp.llama_sampler_init_min_p(params.min_p, 1))
+            add(chain, llama_cpp.llama_sampler_init_temp(params.temperature))
+            add(chain, llama_cpp.llama_sampler_init_dist(seed))
+        if penalised:
+            for token in history[-PENALTY_LAST_N:]:
+                llama_cpp.llama_sampler_accept(chain, token)
+        return chain
+
+    def sample(self, sampler: Any, index: int) -> int:
+        # llama_sampler_sample also accepts the token into the chain (its penalties).
+        return self._llama_cpp.llama_sampler_sample(sampler, self._context.ctx, self._rows[index])
+
+    def free_sampler(self, sampler: Any) -> None:
+        self._llama_cpp.llama_sampler_free(sampler)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from owl.engine.backend import Backend
@@ -14,17 +11,8 @@ from owl.engine.sampling import SamplingParams
 from owl.engine.stream import DeltaStream
 from owl.engine.template import ChatTemplate
 from owl.engine.textstream import TextStream
+from owl.engine.worker import engine_thread
 from owl.errors import ContextOverflow, InvalidPrompt
-
-
-@cache
-def engine_thread() -> ThreadPoolExecutor:
-    """The one thread of this process that runs model code (see owl/engine/stream.py).
-
-    One for all models: llama.cpp's OpenMP threads slow down threefold once decodes come
-    from two threads of one process, and on a CPU two models would only contend anyway.
-    """
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="owl-engine")
 
 
 @dataclass(frozen=True)
@@ -116,7 +104,8 @@ class Model:
     def generate(self, prompt_tokens: list[int], params: SamplingParams) -> DeltaStream[Delta]:
         """Stream text for `prompt_tokens`; the last Delta has finish_reason and usage.
 
-        Generation runs on the engine thread, one at a time, ahead of the reader; close the
+        Generation runs on the engine thread — batched with the other generations where
+        the backend can (`submit`), else one at a time — ahead of the reader; close the
         stream to stop it early.
         """
         if not prompt_tokens:
@@ -130,33 +119,33 @@ class Model:
                 f"{self.n_ctx}; shorten the prompt or load the model with a larger context (--ctx)"
             )
         limit = min(params.max_tokens or room, room)
-        prompt = list(prompt_tokens)
-        return DeltaStream(self._worker, lambda: self._generate(prompt, params, limit))
+        stream: DeltaStream[Delta] = DeltaStream()
+        sink = TextSink(self.backend, stream, params, limit=limit, prompt_tokens=len(prompt_tokens))
+        submit = getattr(self.backend, "submit", None)
+        if submit is not None:
+            submit(list(prompt_tokens), params, sink)
+        else:
+            self._worker.submit(self._drive, list(prompt_tokens), params, sink)
+        return stream
 
-    def _generate(self, prompt: list[int], params: SamplingParams, limit: int) -> Iterator[Delta]:
-        # Runs on self._worker only (see owl/engine/stream.py).
-        stream = TextStream(params.stop)
+    def _drive(self, prompt: list[int], params: SamplingParams, sink: TextSink) -> None:
+        # Runs on self._worker only, for backends that generate one request at a time.
+        if sink.cancelled:
+            sink.end()
+            return
         tokens = self.backend.generate(prompt, params)
-        count, finish = 0, "length"
         try:
             for token in tokens:
-                if self.backend.is_eog(token):
-                    finish = "stop"
+                if not sink.token(token):
                     break
-                count += 1
-                text = stream.push(self.backend.token_bytes(token))
-                if text:
-                    yield Delta(text)
-                if stream.stopped:
-                    finish = "stop"
-                    break
-                if count >= limit:
-                    break
+        except BaseException as err:  # handed to the reader, who raises it
+            sink.end(err)
+            return
         finally:
             close = getattr(tokens, "close", None)
             if close is not None:
                 close()
-        yield Delta(stream.flush(), finish_reason=finish, usage=Usage(len(prompt), count))
+        sink.end()
 
     def chat(self, messages: list[dict[str, Any]], params: SamplingParams) -> DeltaStream[Delta]:
         """Stream the assistant's reply to `messages`."""
@@ -168,4 +157,55 @@ class Model:
 
     def close(self) -> None:
         """Free the model once the generations queued before this call have finished."""
+        scheduler = getattr(self.backend, "scheduler", None)
+        if scheduler is not None:
+            scheduler.wait_idle()
         self._worker.submit(self.backend.close).result()
+
+
+class TextSink:
+    """A generation's tokens → text Deltas: stop strings, end of text, the token limit."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        stream: DeltaStream[Delta],
+        params: SamplingParams,
+        *,
+        limit: int,
+        prompt_tokens: int,
+    ) -> None:
+        self.backend = backend
+        self.stream = stream
+        self.text = TextStream(params.stop)
+        self.limit = limit
+        self.prompt_tokens = prompt_tokens
+        self.count = 0
+        self.finish = "length"
+
+    @property
+    def cancelled(self) -> bool:
+        return self.stream.cancelled
+
+    def token(self, token: int) -> bool:
+        if self.stream.cancelled:
+            return False
+        if self.backend.is_eog(token):
+            self.finish = "stop"
+            return False
+        self.count += 1
+        text = self.text.push(self.backend.token_bytes(token))
+        if text:
+            self.stream.put(Delta(text))
+        if self.text.stopped:
+            self.finish = "stop"
+            return False
+        return self.count < self.limit
+
+    def end(self, error: BaseException | None = None) -> None:
+        if error is not None:
+            self.stream.fail(error)
+            return
+        usage = Usage(self.prompt_tokens, self.count)
+        self.stream.put(Delta(self.text.flush(), finish_reason=self.finish, usage=usage))
+        self.stream.end()

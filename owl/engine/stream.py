@@ -35,14 +35,34 @@ class DeltaStream(Generic[T]):
     `close()` (or leaving an `async for`/`with` early) stops the producer at its next item.
     """
 
-    def __init__(self, worker: Executor, produce: Callable[[], Iterator[T]]) -> None:
+    def __init__(
+        self, worker: Executor | None = None, produce: Callable[[], Iterator[T]] | None = None
+    ) -> None:
         self._items: deque[object] = deque()
         self._ready = threading.Condition()
         self._cancelled = threading.Event()
         self._wake: Callable[[], None] | None = None
         self._arrived: asyncio.Event | None = None
         self._done = False
-        worker.submit(self._run, produce)
+        if worker is not None and produce is not None:
+            worker.submit(self._run, produce)
+
+    # Without a producer, someone else (the batch scheduler) pushes items:
+    def put(self, item: T) -> None:
+        self._push(item)
+
+    def fail(self, error: BaseException) -> None:
+        """End the stream with `error`, raised to the reader."""
+        self._push(_Failure(error))
+        self._push(_End())
+
+    def end(self) -> None:
+        self._push(_End())
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the reader went away (close() was called)."""
+        return self._cancelled.is_set()
 
     def _run(self, produce: Callable[[], Iterator[T]]) -> None:
         if self._cancelled.is_set():

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from owl import __version__
 from owl.config import Settings
-from owl.server import errors, openai_routes
+from owl.server import errors, ollama_routes, openai_routes
 from owl.server.pool import ModelPool
 from owl.store import open_store, register_embedded
 from owl.store.lock import Lock
@@ -38,6 +38,7 @@ def create_app(
     app.state.pool = pool
     errors.install(app)
     app.include_router(openai_routes.router)
+    app.include_router(ollama_routes.router)
 
     @app.get("/health")
     async def health() -> dict[str, object]:

@@ -1,4 +1,7 @@
-"""The one place that maps errors to HTTP: OwlError → status + OpenAI-style error body."""
+"""The one place that maps errors to HTTP: OwlError → status + an error body.
+
+OpenAI's shape everywhere, except Ollama's `{"error": "..."}` on its /api/* routes.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +26,25 @@ def error_body(message: str, *, status: int, code: str | None, param: str | None
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-def owl_error_response(err: OwlError) -> JSONResponse:
+OLLAMA_PREFIX = "/api/"
+
+
+def _body_for(
+    request: Request, message: str, *, status: int, code: str | None, param: str | None = None
+) -> dict:
+    """The error body in the shape of the API the request speaks."""
+    if request.url.path.startswith(OLLAMA_PREFIX):
+        return {"error": message}  # the `ollama` client raises ResponseError(error, status)
+    return error_body(message, status=status, code=code, param=param)
+
+
+def owl_error_response(err: OwlError, request: Request | None = None) -> JSONResponse:
     status = err.http_status
-    return JSONResponse(error_body(str(err), status=status, code=err.code), status_code=status)
+    if request is not None:
+        body = _body_for(request, str(err), status=status, code=err.code)
+    else:
+        body = error_body(str(err), status=status, code=err.code)
+    return JSONResponse(body, status_code=status)
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
@@ -45,32 +64,33 @@ def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
 
 
 def install(app: FastAPI) -> None:
-    """Register the handlers that turn every failure into an OpenAI-style body."""
+    """Register the handlers that turn every failure into an error body (see _body_for)."""
 
     @app.exception_handler(OwlError)
-    async def _owl_error(_: Request, err: OwlError) -> JSONResponse:
-        return owl_error_response(err)
+    async def _owl_error(request: Request, err: OwlError) -> JSONResponse:
+        return owl_error_response(err, request)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
         message, param = _validation_message(list(err.errors()))
         return JSONResponse(
-            error_body(message, status=400, code="invalid_request", param=param), status_code=400
+            _body_for(request, message, status=400, code="invalid_request", param=param),
+            status_code=400,
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, err: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code)
         return JSONResponse(
-            error_body(str(err.detail), status=err.status_code, code=code),
+            _body_for(request, str(err.detail), status=err.status_code, code=code),
             status_code=err.status_code,
             headers=getattr(err, "headers", None),
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, err: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, err: Exception) -> JSONResponse:
         log.exception("unexpected error")
+        message = f"internal error: {type(err).__name__}"
         return JSONResponse(
-            error_body(f"internal error: {type(err).__name__}", status=500, code="internal_error"),
-            status_code=500,
+            _body_for(request, message, status=500, code="internal_error"), status_code=500
         )

@@ -61,6 +61,7 @@ class ModelPool:
                         settings=self.settings,
                         allow_unsafe=self._allowed_unsafe(manifest),
                         by="owl serve --allow-unsafe",
+                        slots=self.settings.parallel,
                     )
                 )
                 prefix = f"{manifest.display_name}@"

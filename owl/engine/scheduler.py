@@ -1,0 +1,274 @@
+"""Continuous batching: many generations share one model, one decode call per step.
+
+Each step of the loop (on the engine thread) admits waiting requests into free slots,
+builds one batch — one token for every generation that is decoding, then chunks of the
+prompts still being read — decodes it in one call and samples a token per generation.
+Requests join and leave between steps, so a short answer never waits for a long one.
+
+A slot is a KV-cache sequence. It keeps the tokens of its last request after that request
+ends (the prompt cache): a new request goes to the free slot that shares the longest
+prefix with its prompt, and only the rest of its prompt is evaluated — the next turn of a
+chat, or a shared system prompt, costs only its new tokens.
+
+The library parts (KV cache, batch, samplers) are behind `Decoder`, implemented by the
+llama.cpp backend; this module only schedules.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from owl.engine.sampling import SamplingParams
+from owl.errors import ContextOverflow
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """Where a generation's tokens go (owl/engine/model.py turns them into text)."""
+
+    @property
+    def cancelled(self) -> bool:
+        """The reader went away: free the slot."""
+        ...
+
+    def token(self, token: int) -> bool:
+        """A sampled token; False ends the generation (end of text, stop string, limit)."""
+        ...
+
+    def end(self, error: BaseException | None = None) -> None: ...
+
+
+@dataclass
+class Piece:
+    """Tokens of one sequence in a batch, at positions start, start+1, …"""
+
+    seq: int
+    tokens: list[int]
+    start: int
+    logits: bool  # whether the last token's next-token distribution is wanted
+
+
+class Decoder(Protocol):
+    """What the scheduler needs from a library: a KV cache with sequences, and samplers."""
+
+    @property
+    def slots(self) -> int: ...
+
+    @property
+    def batch_size(self) -> int: ...
+
+    def forget(self, seq: int, start: int) -> None:
+        """Drop sequence `seq`'s cache from position `start` on."""
+        ...
+
+    def decode(self, pieces: list[Piece]) -> bool:
+        """Evaluate the pieces in one call; False when the KV cache has no room left."""
+        ...
+
+    def sampler(self, params: SamplingParams, history: list[int]) -> Any:
+        """A sampler for one generation; `history` feeds its repetition penalties."""
+        ...
+
+    def sample(self, sampler: Any, index: int) -> int:
+        """Sample from the distribution of the `index`-th logits row of the last decode."""
+        ...
+
+    def free_sampler(self, sampler: Any) -> None: ...
+
+
+@dataclass(eq=False)
+class Job:
+    prompt: list[int]
+    params: SamplingParams
+    sink: Sink
+    pending: list[int] = field(default_factory=list)  # tokens to evaluate next
+    sampler: Any = None
+    slot: Slot | None = None
+
+
+@dataclass(eq=False)
+class Slot:
+    seq: int
+    cached: list[int] = field(default_factory=list)  # tokens in the KV cache, from position 0
+    job: Job | None = None
+    last_used: int = 0
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Scheduler:
+    """Continuous batching over `decoder`'s slots; steps run on `worker` (one thread)."""
+
+    def __init__(self, decoder: Decoder, *, worker: Executor) -> None:
+        self.decoder = decoder
+        self.worker = worker
+        self.slots = [Slot(seq) for seq in range(decoder.slots)]
+        self._inbox: deque[Job] = deque()
+        self._waiting: deque[Job] = deque()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._scheduled = False
+        self._closed = False
+        self._clock = 0
+        self.reused_tokens = 0  # prompt tokens served from the cache, for tests and metrics
+
+    # Any thread:
+    def submit(self, prompt: list[int], params: SamplingParams, sink: Sink) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the model was unloaded")
+            self._inbox.append(Job(list(prompt), params, sink))
+            self._kick()
+
+    @property
+    def busy(self) -> int:
+        """Generations running or waiting."""
+        with self._lock:
+            active = sum(1 for slot in self.slots if slot.job is not None)
+            return active + len(self._waiting) + len(self._inbox)
+
+    def wait_idle(self) -> None:
+        with self._idle:
+            while self._scheduled:
+                self._idle.wait()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+
+    def _kick(self) -> None:
+        # Under self._lock. One step at a time in the worker's queue: steps of several
+        # models take turns on the one engine thread.
+        if not self._scheduled:
+            self._scheduled = True
+            self.worker.submit(self._run_step)
+
+    # The worker thread:
+    def _run_step(self) -> None:
+        try:
+            self._step()
+        except BaseException as err:  # a library failure ends every generation, not the loop
+            log.exception("batch step failed")
+            for slot in self.slots:
+                if slot.job is not None:
+                    self._finish(slot.job, err)
+                slot.cached = []
+                try:
+                    self.decoder.forget(slot.seq, 0)
+                except Exception:
+                    log.exception("could not clear the KV cache")
+        with self._lock:
+            self._waiting.extend(self._inbox)
+            self._inbox.clear()
+            self._scheduled = False
+            if self._waiting or any(slot.job is not None for slot in self.slots):
+                self._kick()
+            else:
+                self._idle.notify_all()
+
+    def _step(self) -> None:
+        with self._lock:
+            self._waiting.extend(self._inbox)
+            self._inbox.clear()
+        for job in [job for job in self._waiting if job.sink.cancelled]:
+            self._waiting.remove(job)
+            job.sink.end()
+        for slot in self.slots:
+            if slot.job is not None and slot.job.sink.cancelled:
+                self._finish(slot.job)
+        while self._waiting and any(slot.job is None for slot in self.slots):
+            self._admit(self._waiting.popleft())
+        pieces, jobs = self._plan()
+        if not pieces:
+            return
+        if not self.decoder.decode(pieces):
+            self._make_room(jobs)
+            return
+        index = 0
+        for piece, job in zip(pieces, jobs, strict=True):
+            slot = job.slot
+            assert slot is not None
+            slot.cached += piece.tokens
+            del job.pending[: len(piece.tokens)]
+            if piece.logits:
+                token = self.decoder.sample(job.sampler, index)
+                index += 1
+                if job.sink.token(token):
+                    job.pending = [token]
+                else:
+                    self._finish(job)
+
+    def _admit(self, job: Job) -> None:
+        free = [slot for slot in self.slots if slot.job is None]
+        slot = max(free, key=lambda s: (common_prefix(s.cached, job.prompt), -s.last_used))
+        reused = common_prefix(slot.cached, job.prompt)
+        # The last prompt token is always evaluated again: its logits give the first token.
+        reused = min(reused, len(job.prompt) - 1)
+        self.decoder.forget(slot.seq, reused)
+        slot.cached = slot.cached[:reused]
+        self.reused_tokens += reused
+        job.pending = job.prompt[reused:]
+        job.sampler = self.decoder.sampler(job.params, job.prompt)
+        job.slot = slot
+        slot.job = job
+        self._clock += 1
+        slot.last_used = self._clock
+
+    def _plan(self) -> tuple[list[Piece], list[Job]]:
+        """One decoding token per generation first, then prompt chunks while room is left."""
+        budget = self.decoder.batch_size
+        pieces: list[Piece] = []
+        jobs: list[Job] = []
+        active = [slot.job for slot in self.slots if slot.job is not None]
+        decoding = [job for job in active if len(job.pending) == 1 and job.slot.cached]
+        reading = sorted(
+            (job for job in active if job not in decoding), key=lambda job: job.slot.last_used
+        )
+        for job in decoding + reading:
+            if budget <= 0:
+                break
+            take = job.pending[:budget]
+            budget -= len(take)
+            done = len(take) == len(job.pending)
+            pieces.append(Piece(job.slot.seq, take, len(job.slot.cached), logits=done))
+            jobs.append(job)
+        return pieces, jobs
+
+    def _make_room(self, jobs: list[Job]) -> None:
+        """The KV cache is full: drop the caches of idle slots, else end the newest job."""
+        idle = [slot for slot in self.slots if slot.job is None and slot.cached]
+        if idle:
+            for slot in idle:
+                self.decoder.forget(slot.seq, 0)
+                slot.cached = []
+            return
+        newest = max(jobs, key=lambda job: job.slot.last_used)
+        self._finish(
+            newest,
+            ContextOverflow(
+                "the server's context is full with the other requests running; retry later, "
+                "or serve with a larger --ctx or fewer --parallel slots"
+            ),
+        )
+
+    def _finish(self, job: Job, error: BaseException | None = None) -> None:
+        slot = job.slot
+        if slot is not None:
+            slot.job = None
+            job.slot = None
+        if job.sampler is not None:
+            self.decoder.free_sampler(job.sampler)
+            job.sampler = None
+        job.sink.end(error)

@@ -1,0 +1,282 @@
+"""Ollama-compatible routes: /api/chat, /api/generate, /api/tags, /api/show, /api/pull, …
+
+Translations onto the same engine calls as the OpenAI routes (Model.chat_tokens,
+Model.text_tokens, Model.generate): Ollama's field names and NDJSON streams in and out,
+nothing of its own. Errors come out as Ollama's `{"error": "..."}` (owl/server/errors.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
+
+from owl import __version__
+from owl.engine import Delta, Model
+from owl.engine.stream import DeltaStream
+from owl.errors import ModelNotFound, OwlError
+from owl.formats import inspect
+from owl.server.ollama_models import ps_entry, rfc3339, show_body, tag_entry
+from owl.server.ollama_pull import pull_ref, pull_statuses
+from owl.server.ollama_schemas import (
+    ChatRequest,
+    EmbedRequest,
+    GenerateRequest,
+    PullRequest,
+    ShowRequest,
+    parse_body,
+)
+from owl.server.ollama_unsupported import (
+    refuse_embeddings,
+    refuse_unload,
+    refuse_unsupported_chat,
+    refuse_unsupported_generate,
+)
+from owl.server.pool import ModelPool
+from owl.server.streaming import ClosingStreamingResponse
+
+log = logging.getLogger("owl.server")
+router = APIRouter()
+NDJSON = "application/x-ndjson"
+# Ollama's own answer to `GET /`; clients and apps probe it to see that a server is up.
+RUNNING = "Ollama is running"
+Piece = tuple[str, dict[str, Any] | None]  # (text, the final statistics or None)
+
+
+def _pool(request: Request) -> ModelPool:
+    return request.app.state.pool
+
+
+class _Timing:
+    """Ollama's durations, in nanoseconds, of one request."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic_ns()
+        self.loaded = self.started
+        self.first: int | None = None
+
+    def stats(self, delta: Delta) -> dict[str, Any]:
+        end = time.monotonic_ns()
+        first = self.first or end
+        usage = delta.usage
+        return {
+            "done_reason": delta.finish_reason,
+            "total_duration": end - self.started,
+            "load_duration": self.loaded - self.started,
+            "prompt_eval_count": usage.prompt_tokens if usage else 0,
+            "prompt_eval_duration": first - self.loaded,
+            "eval_count": usage.completion_tokens if usage else 0,
+            "eval_duration": end - first,
+        }
+
+
+async def _pieces(deltas: DeltaStream[Delta], timing: _Timing) -> AsyncGenerator[Piece, None]:
+    # Closing the stream stops generation, also when the client disconnects.
+    with deltas:
+        async for delta in deltas:
+            if timing.first is None:
+                timing.first = time.monotonic_ns()
+            if delta.text:
+                yield delta.text, None
+            if delta.finish_reason is not None:
+                yield "", timing.stats(delta)
+
+
+def _line(item: dict[str, Any]) -> str:
+    return json.dumps(item, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+async def _ndjson(items: AsyncGenerator[dict[str, Any], None]) -> Response:
+    """Stream `items` as NDJSON once the first is ready.
+
+    An error before the first item raises here, so it is answered with its own status, as
+    Ollama does; one after that can only be a last `{"error": ...}` line.
+    """
+    try:
+        first = await anext(items)
+    except StopAsyncIteration:
+        first = None
+
+    async def lines() -> AsyncIterator[str]:
+        async with aclosing(items):
+            try:
+                if first is not None:
+                    yield _line(first)
+                async for item in items:
+                    yield _line(item)
+            except OwlError as err:
+                yield _line({"error": str(err)})
+            except Exception as err:  # the stream has started: report in-band
+                log.exception("streaming failed")
+                yield _line({"error": f"generation failed: {type(err).__name__}"})
+
+    return _NDJSONResponse(lines(), items)
+
+
+class _NDJSONResponse(ClosingStreamingResponse):
+    """Closes the items too: lines() never started (the client left first) cannot."""
+
+    def __init__(
+        self, lines: AsyncIterator[str], items: AsyncGenerator[dict[str, Any], None]
+    ) -> None:
+        super().__init__(lines, media_type=NDJSON)
+        self._items = items
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._items.aclose()
+
+
+async def _answer(
+    pieces: AsyncGenerator[Piece, None], make: Callable[[str, dict | None], dict], *, stream: bool
+) -> Any:
+    """The reply: an NDJSON stream of chunks, or one object with the whole text."""
+
+    async def chunks() -> AsyncGenerator[dict[str, Any], None]:
+        async with aclosing(pieces):
+            async for text, final in pieces:
+                yield make(text, final)
+
+    if stream:
+        return await _ndjson(chunks())
+    parts, final = [], None
+    async with aclosing(pieces):
+        async for text, stats in pieces:
+            parts.append(text)
+            final = stats or final
+    return make("".join(parts), final)
+
+
+async def _loaded(request: Request, name: str, timing: _Timing) -> Model:
+    model = await _pool(request).get(name)
+    timing.loaded = time.monotonic_ns()
+    return model
+
+
+@router.post("/api/chat")
+async def chat(request: Request) -> Any:
+    body = await parse_body(request, ChatRequest)
+    refuse_unsupported_chat(body)
+    timing = _Timing()
+    model = await _loaded(request, body.model, timing)
+
+    def make(text: str, final: dict | None) -> dict[str, Any]:
+        item = {
+            "model": body.model,
+            "created_at": rfc3339(),
+            "message": {"role": "assistant", "content": text},
+            "done": final is not None,
+        }
+        return {**item, **(final or {})}
+
+    if not body.messages:  # Ollama: an empty chat loads the model
+        refuse_unload(body.keep_alive)
+        return make("", {"done_reason": "load"})
+    params = body.sampling(model)
+    messages = [message.as_template_input() for message in body.messages]
+    prompt = await run_in_threadpool(model.chat_tokens, messages)
+    deltas = model.generate(prompt, params)
+    return await _answer(_pieces(deltas, timing), make, stream=body.stream)
+
+
+@router.post("/api/generate")
+async def generate(request: Request) -> Any:
+    body = await parse_body(request, GenerateRequest)
+    refuse_unsupported_generate(body)
+    timing = _Timing()
+    model = await _loaded(request, body.model, timing)
+
+    def make(text: str, final: dict | None) -> dict[str, Any]:
+        item = {
+            "model": body.model,
+            "created_at": rfc3339(),
+            "response": text,
+            "done": final is not None,
+        }
+        return {**item, **(final or {})}
+
+    if not body.prompt:  # Ollama: an empty prompt loads the model
+        refuse_unload(body.keep_alive)
+        return make("", {"done_reason": "load"})
+    params = body.sampling(model)
+    if body.raw:  # the prompt is already formatted; like Ollama, `system` is not used
+        prompt = await run_in_threadpool(model.text_tokens, body.prompt)
+    else:
+        messages = [{"role": "system", "content": body.system}] if body.system else []
+        messages.append({"role": "user", "content": body.prompt})
+        prompt = await run_in_threadpool(model.chat_tokens, messages)
+    deltas = model.generate(prompt, params)
+    return await _answer(_pieces(deltas, timing), make, stream=body.stream)
+
+
+@router.api_route("/api/tags", methods=["GET", "HEAD"])
+async def tags(request: Request) -> dict[str, Any]:
+    manifests = await run_in_threadpool(_pool(request).store.list)
+    return {"models": [tag_entry(manifest) for manifest in manifests]}
+
+
+@router.post("/api/show")
+async def show(request: Request) -> dict[str, Any]:
+    body = await parse_body(request, ShowRequest)
+    pool = _pool(request)
+    manifest = await run_in_threadpool(pool.manifest, body.model)
+    path = await run_in_threadpool(pool.store.weights_path, manifest)
+    info = await run_in_threadpool(inspect, path)
+    return show_body(manifest, info)
+
+
+@router.get("/api/ps")
+async def ps(request: Request) -> dict[str, Any]:
+    pool = _pool(request)
+    models = []
+    for name in pool.loaded():
+        try:
+            manifest = await run_in_threadpool(pool.manifest, name)
+        except ModelNotFound:
+            continue  # removed from the store while loaded
+        models.append(ps_entry(manifest))
+    return {"models": models}
+
+
+@router.api_route("/api/version", methods=["GET", "HEAD"])
+async def version() -> dict[str, str]:
+    return {"version": __version__}
+
+
+@router.post("/api/pull")
+async def pull(request: Request) -> Any:
+    body = await parse_body(request, PullRequest)
+    ref = pull_ref(body.model, insecure=body.insecure)
+    statuses = pull_statuses(ref, _pool(request))
+    if body.stream:
+        return await _ndjson(statuses)
+    warnings = []
+    async with aclosing(statuses):
+        async for status in statuses:
+            if status["status"].startswith("warning:"):
+                warnings.append(status["status"])
+    return {"status": "success", **({"warning": " ".join(warnings)} if warnings else {})}
+
+
+@router.post("/api/embed")
+@router.post("/api/embeddings")
+async def embed(request: Request) -> Any:
+    await parse_body(request, EmbedRequest)
+    refuse_embeddings()
+
+
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+async def root() -> PlainTextResponse:
+    return PlainTextResponse(RUNNING)

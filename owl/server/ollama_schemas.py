@@ -1,0 +1,217 @@
+"""Ollama-compatible request bodies (docs/api.md of ollama/ollama), validated once.
+
+Field names are Ollama's, so that the official `ollama` client and apps that speak
+Ollama work unchanged. Fields owl cannot honour yet are accepted here and refused in one
+place, owl/server/ollama_unsupported.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal, TypeVar
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from owl.engine import Model, SamplingParams
+from owl.server.schemas import MAX_STOP
+
+T = TypeVar("T", bound=BaseModel)
+# Go's time.ParseDuration units, which Ollama's keep_alive takes ("5m", "1h30m", "-1").
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+async def parse_body(request: Request, schema: type[T]) -> T:
+    """The request's JSON body as `schema`, whatever its Content-Type.
+
+    Ollama reads JSON bodies regardless of the header, and its documented examples
+    (`curl … -d '{…}'`) send form-urlencoded: FastAPI's own body parsing would refuse them.
+    Failures become RequestValidationError, which owl/server/errors.py maps to 400.
+    """
+    raw = await request.body()
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except (ValueError, UnicodeDecodeError):
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body",), "msg": "invalid JSON", "input": None}]
+        ) from None
+    if not isinstance(data, dict):
+        raise RequestValidationError(
+            [{"type": "model_type", "loc": ("body",), "msg": "not an object", "input": None}]
+        )
+    try:
+        return schema.model_validate(data)
+    except ValidationError as err:
+        errors = [{**error, "loc": ("body", *error["loc"])} for error in err.errors()]
+        raise RequestValidationError(errors) from None
+
+
+def keep_alive_seconds(value: float | str | None) -> float | None:
+    """Ollama's keep_alive in seconds; None: the default; negative: forever.
+
+    A number is seconds; a string is a Go duration ("5m", "1h30m") or a number.
+    """
+    if value is None or isinstance(value, int | float):
+        return None if value is None else float(value)
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    sign = -1.0 if text.startswith("-") else 1.0
+    body = text.lstrip("+-")
+    parts = _DURATION_PART.findall(body)
+    if not body or "".join(number + unit for number, unit in parts) != body:
+        raise ValueError(f'\'{value}\' is not a duration; use e.g. 300, "5m", "1h" or -1')
+    return sign * sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+
+
+def _bounded(name: str) -> Any:
+    """A request field with SamplingParams' own bounds: out of range is a 400 naming it."""
+    field = SamplingParams.model_fields[name]
+    return Annotated[field.annotation, *field.metadata] | None
+
+
+class Options(BaseModel):
+    """Ollama's `options`. Load-time ones (num_ctx, num_thread, num_gpu, …) are ignored:
+    owl sets those once per server (`owl serve --ctx --threads`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    temperature: _bounded("temperature") = None
+    top_k: _bounded("top_k") = None
+    top_p: _bounded("top_p") = None
+    min_p: _bounded("min_p") = None
+    repeat_penalty: _bounded("repeat_penalty") = None
+    presence_penalty: _bounded("presence_penalty") = None
+    frequency_penalty: _bounded("frequency_penalty") = None
+    seed: int | None = Field(default=None, lt=2**32 - 1)  # negative: random, as in Ollama
+    num_predict: int | None = None
+    stop: list[str] | None = Field(default=None, max_length=MAX_STOP)
+    num_ctx: int | None = None
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    def given(self) -> dict[str, Any]:
+        """The options as owl's sampling parameters (Ollama's conventions translated)."""
+        # Ollama: num_predict -1 is "until the model stops", -2 "until the context is full";
+        # a negative seed means "random".
+        max_tokens = self.num_predict if self.num_predict and self.num_predict > 0 else None
+        seed = self.seed if self.seed is not None and self.seed >= 0 else None
+        return {
+            "temperature": self.temperature,
+            "top_k": self.top_k,
+            "top_p": self.top_p,
+            "min_p": self.min_p,
+            "repeat_penalty": self.repeat_penalty,
+            "presence_penalty": self.presence_penalty,
+            "frequency_penalty": self.frequency_penalty,
+            "seed": seed,
+            "stop": tuple(self.stop) if self.stop else None,
+            "max_tokens": max_tokens,
+        }
+
+
+class _ModelRequest(BaseModel):
+    # Clients send fields owl does not use: accept and ignore them, as Ollama does.
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1, max_length=512)
+
+
+class GenerationRequest(_ModelRequest):
+    stream: bool = True  # Ollama streams unless told not to
+    format: str | dict[str, Any] | None = None  # "json" or a JSON schema
+    options: Options = Field(default_factory=Options)
+    keep_alive: float | str | None = None
+    think: bool | str | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _no_options(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _keep_alive(cls, value: float | str | None) -> float | str | None:
+        keep_alive_seconds(value)
+        return value
+
+    def sampling(self, model: Model) -> SamplingParams:
+        """The request's options over `model`'s default sampling parameters."""
+        return model.sampling(**self.options.given())
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    function: dict[str, Any]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | None = None
+    images: list[str] | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_name: str | None = None
+    thinking: str | None = None
+
+    def as_template_input(self) -> dict[str, Any]:
+        """The dict a chat template expects."""
+        message: dict[str, Any] = {"role": self.role, "content": self.content or ""}
+        if self.tool_name:
+            message["name"] = self.tool_name
+        return message
+
+
+class ChatRequest(GenerationRequest):
+    messages: list[Message] = Field(default_factory=list)
+    tools: list[dict[str, Any]] | None = None
+
+
+class GenerateRequest(GenerationRequest):
+    prompt: str | None = None
+    suffix: str | None = None
+    system: str | None = None
+    template: str | None = None
+    context: list[int] | None = None
+    raw: bool = False
+    images: list[str] | None = None
+
+
+class ShowRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1, max_length=512)
+    verbose: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_name(cls, data: Any) -> Any:
+        # Before Ollama 0.4 the field was `name`; clients still send it.
+        if isinstance(data, dict) and "model" not in data and "name" in data:
+            return {**data, "model": data["name"]}
+        return data
+
+
+class PullRequest(ShowRequest):
+    stream: bool = True
+    insecure: bool = False
+
+
+class EmbedRequest(_ModelRequest):
+    input: str | list[str] | None = None
+    prompt: str | None = None  # /api/embeddings, the older form
+    truncate: bool | None = None
+    options: dict[str, Any] | None = None
+    keep_alive: float | str | None = None
+    dimensions: int | None = None
