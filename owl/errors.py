@@ -152,3 +152,60 @@ class NotSupportedYet(OwlError, NotImplementedError):
 
     http_status = 501
     code = "not_supported"
+
+
+class NoRoomForModel(OwlError, MemoryError):
+    """A model cannot load: the memory budget or the model limit is taken by busy models."""
+
+    http_status = 503
+    code = "no_room_for_model"
+
+
+class Unauthorized(OwlError, PermissionError):
+    """A request without a valid API key to a server started with OWL_API_KEYS."""
+
+    http_status = 401
+    code = "invalid_api_key"
+
+
+class RequestTooLarge(OwlError, ValueError):
+    """A request body larger than the server's OWL_MAX_BODY."""
+
+    http_status = 413
+    code = "request_too_large"
+
+
+class TokenLimitExceeded(OwlError, ValueError):
+    """A request for more tokens than the server's OWL_MAX_TOKENS cap."""
+
+    http_status = 400
+    code = "max_tokens_exceeded"
+
+
+class ServerBusy(OwlError, RuntimeError):
+    """Every slot is busy and the queue is full (OWL_MAX_QUEUE); retry after a while."""
+
+    http_status = 429
+    code = "server_busy"
+    retry_after_s = 1
+
+
+class ConfigError(OwlError, ValueError):
+    """A setting (OWL_* or a flag) that cannot be used as given."""
+
+    http_status = 500
+    code = "config_error"
+
+
+class ServerUnreachable(OwlError, ConnectionError):
+    """A command that talks to a running `owl serve` (owl ps, owl stop) found none."""
+
+    http_status = 502
+    code = "server_unreachable"
+
+
+class NotEmbeddable(OwlError, ValueError):
+    """A model that cannot make embeddings (not a GGUF, or a pooling llama.cpp lacks)."""
+
+    http_status = 400
+    code = "model_cannot_embed"

@@ -1,4 +1,4 @@
-"""owl convert FOLDER: a Hugging Face model folder → a GGUF model in the store."""
+"""owl convert PATH_OR_MODEL: a Hugging Face model folder (or a stored one) → a GGUF model."""
 
 from __future__ import annotations
 
@@ -30,8 +30,9 @@ def convert_command(
     folder: Annotated[
         str,
         typer.Argument(
-            help="A Hugging Face model folder: config.json, *.safetensors, tokenizer files.",
-            metavar="PATH",
+            help="A Hugging Face model folder (config.json, *.safetensors, tokenizer files), "
+            "or the name of one in the store (`owl pull ./folder`).",
+            metavar="PATH_OR_MODEL",
         ),
     ],
     outtype: Annotated[
@@ -43,7 +44,7 @@ def convert_command(
             "--name",
             "-n",
             help="Store it under this name (without a tag it gets the outtype: NAME:f16). "
-            "Default: the folder's name.",
+            "Default: the folder's (or stored model's) name.",
         ),
     ] = None,
     json_output: Annotated[

@@ -19,9 +19,21 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from owl.cli import catalog, convert, evals, license, lock, models, quantize, run, scan, serve
+    from owl.cli import (
+        catalog,
+        convert,
+        evals,
+        license,
+        lock,
+        models,
+        ps,
+        quantize,
+        run,
+        scan,
+        serve,
+    )
 
-    for module in (models, run, serve, scan, catalog, license, lock, convert, quantize, evals):
+    for module in (models, run, serve, ps, scan, catalog, license, lock, convert, quantize, evals):
         module.register(app)
 
 

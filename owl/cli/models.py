@@ -22,6 +22,7 @@ from owl.cli.common import print_json, warn_if_not_clean
 from owl.config import load_settings
 from owl.errors import ModelNotFound
 from owl.formats import ModelInfo, human_bytes, human_count, inspect
+from owl.formats.hf_folder import list_folder
 from owl.scan.policy import verdict_of
 from owl.store import (
     Manifest,
@@ -43,7 +44,7 @@ JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of a tabl
 def pull_command(
     ref: Annotated[
         str | None,
-        typer.Argument(help="NAME, ./file.gguf, https://…, hf:Org/Repo/file.gguf"),
+        typer.Argument(help="NAME, ./file.gguf, ./model-folder, https://…, hf:Org/Repo/file.gguf"),
     ] = None,
     name: Annotated[
         str | None, typer.Option("--name", "-n", help="Store it under this name.")
@@ -136,7 +137,7 @@ def list_command(json_output: JSON = False) -> None:
 
 
 def show_command(
-    model: Annotated[str, typer.Argument(help="A model in the store.")],
+    model: Annotated[str, typer.Argument(help="A model in the store, a file or a model folder.")],
     json_output: JSON = False,
     template: Annotated[
         bool, typer.Option("--template", help="Print only the chat template.")
@@ -144,7 +145,8 @@ def show_command(
 ) -> None:
     """Show a model's architecture, parameters, quantization, template, license, source.
 
-    MODEL may also be a local file that is not in the store: it is read where it is.
+    MODEL may also be a local file or Hugging Face model folder that is not in the store:
+    it is read where it is.
     """
     config = load_settings()
     store = open_store(config)
@@ -152,17 +154,20 @@ def show_command(
     try:
         manifest = resolve(ref, store=store, settings=config)
     except ModelNotFound:
-        if ref.kind is not RefKind.FILE or ref.path is None or not ref.path.is_file():
+        if ref.kind is not RefKind.FILE or ref.path is None or not ref.path.exists():
             raise
-        manifest = None  # a local file that is not in the store: read it where it is
-    path = store.weights_path(manifest) if manifest is not None else ref.path
-    assert path is not None
-    info = inspect(path)
+        manifest = None  # a local file or folder not in the store: read it where it is
+    if manifest is None:
+        assert ref.path is not None
+        info = inspect(ref.path)
+    else:
+        info = store.read_info(manifest)
     if template:
         print(info.chat_template or "")
         return
     if manifest is None:
-        _show_file(path, info, json_output=json_output)
+        assert ref.path is not None
+        _show_file(ref.path, info, json_output=json_output)
         return
     details = {
         "name": manifest.display_name,
@@ -180,6 +185,7 @@ def show_command(
         "format": manifest.format,
         "size": manifest.size,
         "digest": manifest.weights.digest,
+        "files": [entry.model_dump(mode="json") for entry in manifest.files],
         "source": manifest.source.model_dump(mode="json"),
         "pulled_at": manifest.pulled_at.isoformat(),
         "scan": verdict_of(manifest) if manifest.scans else None,
@@ -191,7 +197,7 @@ def show_command(
         return
     rows = [
         ("name", manifest.display_name),
-        ("architecture", info.architecture or "-"),
+        ("architecture", _architecture(info)),
         (
             "parameters",
             f"{human_count(info.parameters)} ({info.parameters:,})" if info.parameters else "-",
@@ -207,8 +213,10 @@ def show_command(
             "defaults",
             " ".join(f"{key}={value}" for key, value in manifest.parameters.items()) or "-",
         ),
+        ("format", manifest.format),
         ("size", human_bytes(manifest.size)),
         ("digest", manifest.weights.digest),
+        *([("files", _files_cell(manifest))] if len(manifest.files) > 1 else []),
         (
             "source",
             manifest.source.uri
@@ -221,6 +229,19 @@ def show_command(
     if info.chat_template:
         console.print("[bold]chat template[/bold]")
         console.print(info.chat_template, markup=False, highlight=False)
+
+
+def _architecture(info: ModelInfo) -> str:
+    model_class = info.metadata.get("hf.architecture")
+    if model_class and model_class != info.architecture:
+        return f"{info.architecture or '-'} ({model_class})"
+    return info.architecture or "-"
+
+
+def _files_cell(manifest: Manifest) -> str:
+    return "\n".join(
+        f"{entry.filename} ({entry.role}, {human_bytes(entry.size)})" for entry in manifest.files
+    )
 
 
 def _key_value_table(rows: Iterable[tuple[str, str]]) -> Table:
@@ -239,12 +260,19 @@ def _cell(value: object) -> str:
 
 
 def _show_file(path: Path, info: ModelInfo, *, json_output: bool) -> None:
-    details = {"path": str(path.resolve()), "size": path.stat().st_size, **info.model_dump()}
+    size = (
+        sum(file.stat().st_size for file in list_folder(path).values())
+        if path.is_dir()
+        else path.stat().st_size
+    )
+    details = {"path": str(path.resolve()), "size": size, **info.model_dump()}
     if json_output:
         print_json(details)
         return
-    keys = ("path", "architecture", "parameters", "quantization", "context_length", "license")
-    console.print(_key_value_table((key.replace("_", " "), _cell(details[key])) for key in keys))
+    keys = ("path", "format", "parameters", "quantization", "context_length", "license")
+    rows = [(key.replace("_", " "), _cell(details[key])) for key in keys]
+    rows.insert(1, ("architecture", _architecture(info)))
+    console.print(_key_value_table(rows))
     console.print("(not in the store: `owl pull` it to run it)")
 
 

@@ -20,7 +20,8 @@ from rich.progress import (
 from owl.cli.common import print_json
 from owl.config import Settings, load_settings
 from owl.formats import human_bytes
-from owl.quantize import QuantType, find_type, quant_types, quantize
+from owl.quantize import Imatrix, QuantType, find_type, quant_types, quantize
+from owl.quantize.quantize import needs_imatrix
 from owl.store import Manifest, Store, open_store, resolve
 
 console = Console(highlight=False, soft_wrap=True)
@@ -48,8 +49,39 @@ def quantize_command(
         typer.Option(
             "--imatrix",
             help="An importance matrix made by llama.cpp's llama-imatrix for this model "
-            "(required by IQ1/IQ2/IQ3_XXS and Q2_K_S).",
+            "(one of --imatrix or --calibrate is required by the IQ types and Q2_K_S).",
             exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    calibrate_text: Annotated[
+        Path | None,
+        typer.Option(
+            "--calibrate",
+            help="Compute the importance matrix from this UTF-8 text, as llama-imatrix does, "
+            "once for all --type. Text like the model's use works best. It is computed on "
+            "MODEL: calibrate the highest-precision file you have (f16/f32, else Q8_0), as "
+            "llama-imatrix recommends.",
+            exists=True,
+            dir_okay=False,
+            metavar="TEXT",
+        ),
+    ] = None,
+    calibrate_ctx: Annotated[
+        int, typer.Option("--calibrate-ctx", help="Tokens per calibration chunk.", min=16)
+    ] = 512,
+    calibrate_chunks: Annotated[
+        int | None,
+        typer.Option(
+            "--calibrate-chunks", help="Read at most N chunks (default: the whole text).", min=1
+        ),
+    ] = None,
+    imatrix_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--imatrix-out",
+            help="Also write the computed importance matrix here (llama-imatrix's GGUF format, "
+            "for --imatrix or llama.cpp's tools).",
             dir_okay=False,
         ),
     ] = None,
@@ -79,14 +111,34 @@ def quantize_command(
         raise typer.BadParameter("--report measures on your text: give it with --text FILE")
     if name and len(qtypes) > 1:
         raise typer.BadParameter("--name names one model: give one --type with it")
+    if imatrix is not None and calibrate_text is not None:
+        raise typer.BadParameter("give --imatrix FILE or --calibrate TEXT, not both")
+    if imatrix_out is not None and calibrate_text is None:
+        raise typer.BadParameter("--imatrix-out writes the matrix --calibrate TEXT computes")
     config = load_settings()
     store = open_store(config)
     kinds = [find_type(qtype) for qtype in qtypes]
+    if imatrix is None and calibrate_text is None:
+        for kind in kinds:
+            if kind.imatrix == "required":
+                raise needs_imatrix(kind)
     parent = resolve(model, store=store, settings=config)
+    matrix: Path | Imatrix | None = imatrix
+    if calibrate_text is not None:
+        matrix = _calibrate(
+            parent,
+            store=store,
+            config=config,
+            text=calibrate_text,
+            ctx=calibrate_ctx,
+            chunks=calibrate_chunks,
+            out=imatrix_out,
+            quiet=json_output,
+        )
     results = []
     for kind in kinds:
         started = time.perf_counter()
-        result = _quantize_one(parent, kind, store=store, config=config, name=name, imatrix=imatrix)
+        result = _quantize_one(parent, kind, store=store, config=config, name=name, imatrix=matrix)
         results.append(result)
         if not (report and json_output):  # --report --json prints one JSON object, at the end
             _report(result, parent, time.perf_counter() - started, json_output=json_output)
@@ -129,6 +181,45 @@ def _quality_report(
     console.print(f"wrote {table} and {image}")
 
 
+def _calibrate(
+    parent: Manifest,
+    *,
+    store: Store,
+    config: Settings,
+    text: Path,
+    ctx: int,
+    chunks: int | None,
+    out: Path | None,
+    quiet: bool,
+) -> Imatrix:
+    from owl.quantize.calibrate import calibrate
+
+    precision = str(parent.info.get("quantization") or "").upper()
+    if precision not in {"F32", "F16", "BF16", "Q8_0"}:
+        typer.secho(
+            f"note: {parent.display_name} is {precision or 'quantized'}; its activations carry "
+            "its rounding errors, so an importance matrix computed on an f16/f32 (`owl "
+            "convert`) or Q8_0 file of the model is better",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+    started = time.perf_counter()
+    with Console(stderr=True).status(
+        f"computing an importance matrix for {parent.display_name} from {text.name} "
+        f"(chunks of {ctx} tokens) …"
+    ):
+        matrix = calibrate(
+            parent, store=store, settings=config, text=text, ctx=ctx, chunks=chunks, out=out
+        )
+    if not quiet:
+        console.print(
+            f"importance matrix: {len(matrix.values)} tensors from {matrix.chunks} chunks of "
+            f"{ctx} tokens of {text.name}, in {time.perf_counter() - started:.1f} s"
+            + (f"; wrote {out}" if out is not None else "")
+        )
+    return matrix
+
+
 def _quantize_one(
     parent: Manifest,
     kind: QuantType,
@@ -136,7 +227,7 @@ def _quantize_one(
     store: Store,
     config: Settings,
     name: str | None,
-    imatrix: Path | None,
+    imatrix: Path | Imatrix | None,
 ) -> Manifest:
     with Progress(
         SpinnerColumn(),
@@ -202,7 +293,7 @@ def _report(result: Manifest, parent: Manifest, seconds: float, *, json_output: 
     if kind.imatrix == "recommended" and not details.get("imatrix"):
         typer.secho(
             f"note: {kind.name} loses much more quality without an importance matrix "
-            "(--imatrix FILE)",
+            "(--calibrate TEXT or --imatrix FILE)",
             err=True,
             fg=typer.colors.YELLOW,
         )

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import SecretStr
 
 from owl.config import load_settings
 from owl.store.lock import LOCK_FILE, read_lock
@@ -18,6 +19,37 @@ def serve_command(
         int | None, typer.Option(help="Context window per model (0 = the model's).")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
+    parallel: Annotated[
+        int | None, typer.Option(help="Generations batched at once per model (OWL_PARALLEL).")
+    ] = None,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-key",
+            metavar="KEY",
+            help="Require this key (repeatable; adds to OWL_API_KEYS). Other users of the "
+            "machine can see flags: prefer OWL_API_KEYS or OWL_API_KEYS_FILE.",
+        ),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cors-origin",
+            metavar="ORIGIN",
+            help="Let web pages from ORIGIN call the API (repeatable; adds to "
+            "OWL_CORS_ORIGINS; '*' for any).",
+        ),
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Most tokens one request may generate (OWL_MAX_TOKENS).")
+    ] = None,
+    max_queue: Annotated[
+        int | None,
+        typer.Option(help="Requests that may wait for a busy model; more get 429 (OWL_MAX_QUEUE)."),
+    ] = None,
+    max_body: Annotated[
+        int | None, typer.Option(help="Largest request body in bytes (OWL_MAX_BODY).")
+    ] = None,
     allow_unsafe: Annotated[
         list[str] | None,
         typer.Option(
@@ -41,8 +73,25 @@ def serve_command(
     from owl.server import serve
 
     lock = read_lock(lock_file) if locked else None  # a missing lock fails before serving
+    settings = load_settings(
+        host=host,
+        port=port,
+        ctx=ctx,
+        threads=threads,
+        parallel=parallel,
+        max_tokens=max_tokens,
+        max_queue=max_queue,
+        max_body=max_body,
+    )
+    # Repeatable flags add to what the environment gives, rather than replace it.
+    settings = settings.model_copy(
+        update={
+            "api_keys": [*settings.api_keys, *(SecretStr(key) for key in api_key or ())],
+            "cors_origins": [*settings.cors_origins, *(cors_origin or ())],
+        }
+    )
     serve(
-        load_settings(host=host, port=port, ctx=ctx, threads=threads),
+        settings,
         allow_unsafe=allow_unsafe or (),
         lock=lock,
     )

@@ -1,6 +1,7 @@
 """The engine: load a stored model into a backend and generate from it.
 
-Backends register by model format; llama.cpp (GGUF) is the default and only one so far.
+Backends register by model format: llama.cpp for GGUF (the default), transformers for
+Hugging Face safetensors folders (families llama.cpp cannot run), imported only when used.
 """
 
 from __future__ import annotations
@@ -22,7 +23,28 @@ def _llamacpp(path: Path, *, n_ctx: int, threads: int, slots: int = 1) -> Backen
     return LlamaCppBackend(path, n_ctx=n_ctx, threads=threads, slots=slots)
 
 
-BACKENDS: dict[str, Callable[..., Backend]] = {"gguf": _llamacpp}
+# What the transformers backend needs beyond owl's own dependencies (pyproject's extra).
+_TRANSFORMERS_EXTRA = "owl[convert]"
+_TRANSFORMERS_NEEDS = frozenset({"torch", "transformers", "safetensors", "tokenizers"})
+
+
+def _transformers(path: Path, *, n_ctx: int, threads: int | None) -> Backend:
+    try:
+        from owl.engine.transformers import TransformersBackend
+    except ImportError as err:
+        missing = (err.name or "").split(".")[0]
+        if missing not in _TRANSFORMERS_NEEDS:
+            raise
+        raise EngineError(
+            f"running a safetensors model needs {missing}, which is not installed: "
+            f"`pip install '{_TRANSFORMERS_EXTRA}'`, or `owl convert MODEL` to run it as a GGUF "
+            "with llama.cpp"
+        ) from err
+    return TransformersBackend(path, n_ctx=n_ctx, threads=threads)
+
+
+# format → backend factory(path, *, n_ctx, threads); folder formats get Store.model_dir.
+BACKENDS: dict[str, Callable[..., Backend]] = {"gguf": _llamacpp, "safetensors": _transformers}
 
 
 def context_size(manifest: Manifest, settings: Settings) -> int:
@@ -55,9 +77,9 @@ def load(
     if factory is None:
         raise EngineError(
             f"model '{manifest.display_name}' is {manifest.format}; owl runs "
-            f"{', '.join(BACKENDS)} models. Convert it to GGUF first"
+            f"{', '.join(BACKENDS)} models. Convert it to GGUF first (`owl convert`)"
         )
-    path = store.weights_path(manifest)
+    path = store.model_dir(manifest) if manifest.is_folder else store.weights_path(manifest)
     size = context_size(manifest, settings)
     if factory is _llamacpp:
         backend = factory(path, n_ctx=size, threads=settings.threads, slots=slots)

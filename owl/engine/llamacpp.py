@@ -14,10 +14,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from owl.engine.sampling import SamplingParams
-from owl.engine.scheduler import Piece, Scheduler, Sink
+from owl.engine.scheduler import Piece, Scheduler, Sink, TokenLogprob
 from owl.engine.worker import engine_thread
-from owl.errors import EngineError
+from owl.errors import EngineError, InvalidPrompt
 
 # The last n tokens the repetition penalties look at: llama.cpp's default.
 PENALTY_LAST_N = 64
@@ -45,6 +47,7 @@ class LlamaCppBackend:
                 "an architecture this llama.cpp does not support: check it with `owl show`"
             ) from err
         self._vocab = self._model.vocab
+        self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         params = llama_cpp.llama_context_default_params()
         self._slot_ctx = n_ctx or self._model.n_ctx_train()
         params.n_ctx = self._slot_ctx * slots
@@ -137,9 +140,17 @@ class LlamaCppBackend:
     def is_eog(self, token: int) -> bool:
         return bool(self._llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
-    def submit(self, tokens: list[int], params: SamplingParams, sink: Sink) -> None:
+    def submit(
+        self,
+        tokens: list[int],
+        params: SamplingParams,
+        sink: Sink,
+        *,
+        prompt_logprobs: int | None = None,
+        sample: bool = True,
+    ) -> None:
         """Generate for `tokens` in the running batch; sampled tokens go to `sink`."""
-        self.scheduler.submit(tokens, params, sink)
+        self.scheduler.submit(tokens, params, sink, prompt_logprobs=prompt_logprobs, sample=sample)
 
     def generate(self, tokens: list[int], params: SamplingParams) -> Iterator[int]:
         raise EngineError("the llama.cpp backend generates through submit() (batched)")
@@ -174,7 +185,7 @@ class LlamaCppBackend:
                 batch.pos[n] = piece.start + offset
                 batch.n_seq_id[n] = 1
                 batch.seq_id[n][0] = piece.seq
-                batch.logits[n] = False
+                batch.logits[n] = piece.all_logits
                 n += 1
             if piece.logits:
                 batch.logits[n - 1] = True
@@ -184,8 +195,6 @@ class LlamaCppBackend:
             return False
         if status != 0:
             raise EngineError(f"llama.cpp could not evaluate the batch (llama_decode {status})")
-        # sample() counts logits rows in batch order; llama.cpp numbers them the same way.
-        self._rows = [i for i in range(n) if batch.logits[i]]
         return True
 
     def sampler(self, params: SamplingParams, history: list[int]) -> Any:
@@ -208,6 +217,17 @@ class LlamaCppBackend:
                     params.presence_penalty,
                 ),
             )
+        if params.grammar is not None:
+            grammar = llama_cpp.llama_sampler_init_grammar(
+                self._vocab, params.grammar.encode("utf-8"), b"root"
+            )
+            if not grammar:
+                llama_cpp.llama_sampler_free(chain)
+                raise InvalidPrompt(
+                    "llama.cpp could not parse the output grammar; check the JSON schema "
+                    "or GBNF given"
+                )
+            add(chain, grammar)
         if params.temperature <= 0:
             add(chain, llama_cpp.llama_sampler_init_greedy())
         else:
@@ -224,8 +244,21 @@ class LlamaCppBackend:
         return chain
 
     def sample(self, sampler: Any, index: int) -> int:
-        # llama_sampler_sample also accepts the token into the chain (its penalties).
-        return self._llama_cpp.llama_sampler_sample(sampler, self._context.ctx, self._rows[index])
+        # llama_sampler_sample also accepts the token into the chain (penalties, grammar).
+        return self._llama_cpp.llama_sampler_sample(sampler, self._context.ctx, index)
+
+    def logprob(self, index: int, token: int, top: int) -> TokenLogprob:
+        # The model's own distribution (before temperature and truncation), as OpenAI reports.
+        pointer = self._llama_cpp.llama_get_logits_ith(self._context.ctx, index)
+        logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
+        shifted = logits - logits.max()
+        logprobs = shifted - np.log(np.exp(shifted).sum())
+        best: tuple[tuple[int, float], ...] = ()
+        if top > 0:
+            chosen = np.argpartition(-logprobs, top)[:top]
+            chosen = chosen[np.argsort(-logprobs[chosen], kind="stable")]
+            best = tuple((int(t), float(logprobs[t])) for t in chosen)
+        return TokenLogprob(token, float(logprobs[token]), best)
 
     def free_sampler(self, sampler: Any) -> None:
         self._llama_cpp.llama_sampler_free(sampler)

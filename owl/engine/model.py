@@ -8,11 +8,12 @@ from typing import Any
 from owl.engine.backend import Backend
 from owl.engine.markup import message_texts, plain_text_spans
 from owl.engine.sampling import SamplingParams
+from owl.engine.scheduler import TokenLogprob
 from owl.engine.stream import DeltaStream
 from owl.engine.template import ChatTemplate
 from owl.engine.textstream import TextStream
 from owl.engine.worker import engine_thread
-from owl.errors import ContextOverflow, InvalidPrompt
+from owl.errors import ContextOverflow, InvalidPrompt, NotSupportedYet
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,18 @@ class Usage:
 
 @dataclass(frozen=True)
 class Delta:
-    """A piece of generated text; the last one carries finish_reason and usage."""
+    """A piece of generated text; the last one carries finish_reason and usage.
+
+    With logprobs asked for, `logprobs` has one entry per token consumed since the last
+    Delta (text held back for a possible stop string or a split character comes later).
+    `prompt` carries the prompt's own log-probabilities, in a first Delta of its own.
+    """
 
     text: str
     finish_reason: str | None = None  # "stop" | "length"
     usage: Usage | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()
+    prompt: tuple[TokenLogprob | None, ...] | None = None
 
 
 class Model:
@@ -101,12 +109,20 @@ class Model:
             tokens = [self.backend.bos_token]
         return tokens
 
-    def generate(self, prompt_tokens: list[int], params: SamplingParams) -> DeltaStream[Delta]:
+    def generate(
+        self,
+        prompt_tokens: list[int],
+        params: SamplingParams,
+        *,
+        prompt_logprobs: int | None = None,
+        sample: bool = True,
+    ) -> DeltaStream[Delta]:
         """Stream text for `prompt_tokens`; the last Delta has finish_reason and usage.
 
         Generation runs on the engine thread — batched with the other generations where
         the backend can (`submit`), else one at a time — ahead of the reader; close the
-        stream to stop it early.
+        stream to stop it early. `prompt_logprobs` scores the prompt first (with that many
+        alternatives per token); `sample=False` only scores it.
         """
         if not prompt_tokens:
             raise InvalidPrompt(
@@ -123,9 +139,25 @@ class Model:
         sink = TextSink(self.backend, stream, params, limit=limit, prompt_tokens=len(prompt_tokens))
         submit = getattr(self.backend, "submit", None)
         if submit is not None:
-            submit(list(prompt_tokens), params, sink)
-        else:
-            self._worker.submit(self._drive, list(prompt_tokens), params, sink)
+            submit(
+                list(prompt_tokens), params, sink, prompt_logprobs=prompt_logprobs, sample=sample
+            )
+            return stream
+        wanted = [
+            feature
+            for feature, asked in (
+                ("constrained output (response_format, tools)", params.grammar is not None),
+                ("logprobs", params.logprobs is not None or prompt_logprobs is not None),
+                ("scoring without generating", not sample),
+            )
+            if asked
+        ]
+        if wanted:
+            raise NotSupportedYet(
+                f"{', '.join(wanted)} needs the llama.cpp backend; model '{self.name}' runs on "
+                f"another one. Convert it to GGUF (`owl convert`) to use it"
+            )
+        self._worker.submit(self._drive, list(prompt_tokens), params, sink)
         return stream
 
     def _drive(self, prompt: list[int], params: SamplingParams, sink: TextSink) -> None:
@@ -136,7 +168,7 @@ class Model:
         tokens = self.backend.generate(prompt, params)
         try:
             for token in tokens:
-                if not sink.token(token):
+                if not sink.token(token, None):
                     break
         except BaseException as err:  # handed to the reader, who raises it
             sink.end(err)
@@ -182,30 +214,46 @@ class TextSink:
         self.prompt_tokens = prompt_tokens
         self.count = 0
         self.finish = "length"
+        self.logprobs: list[TokenLogprob] = []
 
     @property
     def cancelled(self) -> bool:
         return self.stream.cancelled
 
-    def token(self, token: int) -> bool:
+    def prompt_logprobs(self, logprobs: list[TokenLogprob | None]) -> None:
+        self.stream.put(Delta("", prompt=tuple(logprobs)))
+
+    def token(self, token: int, logprob: TokenLogprob | None) -> bool:
         if self.stream.cancelled:
             return False
         if self.backend.is_eog(token):
             self.finish = "stop"
             return False
         self.count += 1
+        if logprob is not None:
+            self.logprobs.append(logprob)
         text = self.text.push(self.backend.token_bytes(token))
         if text:
-            self.stream.put(Delta(text))
+            self.stream.put(Delta(text, logprobs=self._take_logprobs()))
         if self.text.stopped:
             self.finish = "stop"
             return False
         return self.count < self.limit
+
+    def _take_logprobs(self) -> tuple[TokenLogprob, ...]:
+        taken, self.logprobs = tuple(self.logprobs), []
+        return taken
 
     def end(self, error: BaseException | None = None) -> None:
         if error is not None:
             self.stream.fail(error)
             return
         usage = Usage(self.prompt_tokens, self.count)
-        self.stream.put(Delta(self.text.flush(), finish_reason=self.finish, usage=usage))
+        last = Delta(
+            self.text.flush(),
+            finish_reason=self.finish,
+            usage=usage,
+            logprobs=self._take_logprobs(),
+        )
+        self.stream.put(last)
         self.stream.end()

@@ -26,3 +26,14 @@ class SamplingParams(BaseModel):
     max_tokens: int | None = Field(
         default=None, ge=1, description="None: until the model stops or the context is full."
     )
+    grammar: str | None = Field(
+        default=None,
+        max_length=1_000_000,
+        description="A GBNF grammar (llama.cpp's) the output must follow.",
+    )
+    logprobs: int | None = Field(
+        default=None,
+        ge=0,
+        le=20,
+        description="Report each token's log-probability and this many top alternatives.",
+    )

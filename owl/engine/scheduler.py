@@ -37,11 +37,24 @@ class Sink(Protocol):
         """The reader went away: free the slot."""
         ...
 
-    def token(self, token: int) -> bool:
+    def token(self, token: int, logprob: TokenLogprob | None) -> bool:
         """A sampled token; False ends the generation (end of text, stop string, limit)."""
         ...
 
+    def prompt_logprobs(self, logprobs: list[TokenLogprob | None]) -> None:
+        """The log-probability of each prompt token given those before it (None for the first)."""
+        ...
+
     def end(self, error: BaseException | None = None) -> None: ...
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A token's log-probability under the model, with the most likely alternatives."""
+
+    token: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass
@@ -52,6 +65,7 @@ class Piece:
     tokens: list[int]
     start: int
     logits: bool  # whether the last token's next-token distribution is wanted
+    all_logits: bool = False  # every token's (to score a prompt)
 
 
 class Decoder(Protocol):
@@ -76,7 +90,12 @@ class Decoder(Protocol):
         ...
 
     def sample(self, sampler: Any, index: int) -> int:
-        """Sample from the distribution of the `index`-th logits row of the last decode."""
+        """Sample from the next-token distribution after the `index`-th token of the last
+        decode's batch."""
+        ...
+
+    def logprob(self, index: int, token: int, top: int) -> TokenLogprob:
+        """`token`'s log-probability after the `index`-th token of the last decode's batch."""
         ...
 
     def free_sampler(self, sampler: Any) -> None: ...
@@ -87,9 +106,12 @@ class Job:
     prompt: list[int]
     params: SamplingParams
     sink: Sink
+    prompt_logprobs: int | None = None  # score the prompt, with this many alternatives
+    sample: bool = True  # False: only score the prompt
     pending: list[int] = field(default_factory=list)  # tokens to evaluate next
     sampler: Any = None
     slot: Slot | None = None
+    scores: list[TokenLogprob | None] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -125,11 +147,20 @@ class Scheduler:
         self.reused_tokens = 0  # prompt tokens served from the cache, for tests and metrics
 
     # Any thread:
-    def submit(self, prompt: list[int], params: SamplingParams, sink: Sink) -> None:
+    def submit(
+        self,
+        prompt: list[int],
+        params: SamplingParams,
+        sink: Sink,
+        *,
+        prompt_logprobs: int | None = None,
+        sample: bool = True,
+    ) -> None:
+        job = Job(list(prompt), params, sink, prompt_logprobs=prompt_logprobs, sample=sample)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the model was unloaded")
-            self._inbox.append(Job(list(prompt), params, sink))
+            self._inbox.append(job)
             self._kick()
 
     @property
@@ -200,27 +231,56 @@ class Scheduler:
         for piece, job in zip(pieces, jobs, strict=True):
             slot = job.slot
             assert slot is not None
+            if piece.all_logits:
+                self._score(job, piece, index)
             slot.cached += piece.tokens
             del job.pending[: len(piece.tokens)]
-            if piece.logits:
-                token = self.decoder.sample(job.sampler, index)
-                index += 1
-                if job.sink.token(token):
-                    job.pending = [token]
-                else:
-                    self._finish(job)
+            index += len(piece.tokens)
+            if not piece.logits:
+                continue
+            if job.prompt_logprobs is not None and len(slot.cached) == len(job.prompt):
+                job.sink.prompt_logprobs(job.scores)
+            if not job.sample:
+                self._finish(job)
+                continue
+            last = index - 1
+            token = self.decoder.sample(job.sampler, last)
+            logprob = None
+            if job.params.logprobs is not None:
+                logprob = self.decoder.logprob(last, token, job.params.logprobs)
+            if job.sink.token(token, logprob):
+                job.pending = [token]
+            else:
+                self._finish(job)
+
+    def _score(self, job: Job, piece: Piece, index: int) -> None:
+        """Each prompt token's log-probability given the tokens before it."""
+        assert job.prompt_logprobs is not None
+        if piece.start == 0:
+            job.scores.append(None)
+        for offset in range(len(piece.tokens)):
+            position = piece.start + offset + 1
+            if position < len(job.prompt):
+                job.scores.append(
+                    self.decoder.logprob(index + offset, job.prompt[position], job.prompt_logprobs)
+                )
 
     def _admit(self, job: Job) -> None:
         free = [slot for slot in self.slots if slot.job is None]
         slot = max(free, key=lambda s: (common_prefix(s.cached, job.prompt), -s.last_used))
         reused = common_prefix(slot.cached, job.prompt)
         # The last prompt token is always evaluated again: its logits give the first token.
-        reused = min(reused, len(job.prompt) - 1)
+        # A prompt to score is evaluated whole: every token's logits are needed.
+        reused = 0 if job.prompt_logprobs is not None else min(reused, len(job.prompt) - 1)
         self.decoder.forget(slot.seq, reused)
         slot.cached = slot.cached[:reused]
         self.reused_tokens += reused
         job.pending = job.prompt[reused:]
-        job.sampler = self.decoder.sampler(job.params, job.prompt)
+        try:
+            job.sampler = self.decoder.sampler(job.params, job.prompt) if job.sample else None
+        except Exception as err:  # e.g. a grammar llama.cpp refuses: this job's failure only
+            job.sink.end(err)
+            return
         job.slot = slot
         slot.job = job
         self._clock += 1
@@ -242,7 +302,10 @@ class Scheduler:
             take = job.pending[:budget]
             budget -= len(take)
             done = len(take) == len(job.pending)
-            pieces.append(Piece(job.slot.seq, take, len(job.slot.cached), logits=done))
+            scoring = job.prompt_logprobs is not None and len(job.slot.cached) < len(job.prompt)
+            pieces.append(
+                Piece(job.slot.seq, take, len(job.slot.cached), logits=done, all_logits=scoring)
+            )
             jobs.append(job)
         return pieces, jobs
 

@@ -134,6 +134,11 @@ class DeltaStream(Generic[T]):
         except StopIteration:
             raise StopAsyncIteration from None
 
+    def stop(self) -> None:
+        """Stop the producer at its next item, but still deliver what it sends at the end
+        (the final Delta with finish_reason and usage): a server shutting down."""
+        self._cancelled.set()
+
     def close(self) -> None:
         """Stop the producer at its next item (a reader that went away)."""
         self._cancelled.set()

@@ -7,6 +7,10 @@ matches owl's llama.cpp); owl checks the folder first, imports the result with
     Parent(name=<the folder's path>, digest=<folder digest>, relation="converted",
            license=<its model card's license>, source=<the folder>)
 
+A model stored from a folder (`owl pull ./folder`, format "safetensors") converts from its
+snapshot folder (Store.model_dir), with Parent(name=<its store name>, digest=<its weights
+digest>, relation="converted", license=<its license>).
+
 The folder digest stands for every file the converter reads: the sha256 of the folder's
 `sha256sum`-style listing ("<hex>  <name>\\n" per top-level file, sorted by name).
 """
@@ -14,7 +18,6 @@ The folder digest stands for every file the converter reads: the sha256 of the f
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import tempfile
 from collections.abc import Callable
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from owl.config import Settings
 from owl.errors import ModelFormatError, NameClash, SourceNotFound, UnsafeModel, UnverifiedModel
+from owl.formats.hf_folder import CARD, MAX_CARD, check_no_remote_code, list_folder
 from owl.quantize.converter import OUTTYPES, ConversionError, ensure_converter, run_converter
 from owl.store import Manifest, ModelName, RefKind, Source, Store, parse_name, parse_ref, pull
 from owl.store.blobs import sha256_file
@@ -31,11 +35,6 @@ from owl.store.ref import name_from_stem
 log = logging.getLogger(__name__)
 
 RELATION = "converted"
-CARD = "README.md"
-# Keys that make transformers import Python code shipped in the folder; llama.cpp's
-# converter loads tokenizers with trust_remote_code=True, so owl refuses such folders.
-_CODE_KEYS = ("auto_map",)
-_CODE_FILES = ("config.json", "tokenizer_config.json")
 
 Status = Callable[[str], None]
 
@@ -82,9 +81,10 @@ def check_folder(folder: Path | str) -> Path:
         ref = parse_ref(given)
         if ref.kind is RefKind.NAME:
             raise SourceNotFound(
-                f"{given!r} is not a folder here. owl convert takes a Hugging Face model "
-                "folder (config.json, *.safetensors, tokenizer files); the store holds GGUF "
-                f"models, which need no conversion (`owl quantize {given}` makes smaller ones)"
+                f"{given!r} is not a folder here, nor a safetensors model in the store. owl "
+                "convert takes a Hugging Face model folder (config.json, *.safetensors, "
+                "tokenizer files) or a stored one (`owl pull ./folder`); GGUF models need no "
+                f"conversion (`owl quantize {given}` makes smaller ones)"
             )
         if ref.kind is RefKind.HF:
             raise SourceNotFound(
@@ -108,23 +108,9 @@ def check_folder(folder: Path | str) -> Path:
             f"{path} has no .safetensors weights; owl converts safetensors only "
             "(pickle-based .bin/.pt checkpoints can run code when loaded)"
         )
-    for name in _CODE_FILES:
-        if _ships_code(path / name):
-            raise UnsafeModel(
-                f"{path / name} names Python code of its own (auto_map), which the converter "
-                "would run; owl converts only models that transformers supports without it"
-            )
+    # llama.cpp's converter loads tokenizers with trust_remote_code=True: refuse auto_map.
+    check_no_remote_code(list_folder(path))
     return path
-
-
-def _ships_code(path: Path) -> bool:
-    if not path.is_file():
-        return False
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise ModelFormatError(f"{path} is not valid JSON ({err}); fix or remove it") from err
-    return isinstance(data, dict) and any(key in data for key in _CODE_KEYS)
 
 
 def scan_folder(folder: Path) -> None:
@@ -145,6 +131,26 @@ def scan_folder(folder: Path) -> None:
         )
 
 
+def stored_model(model: Path | str, *, store: Store) -> Manifest | None:
+    """The stored folder-format model that `model` names, when it names one (not a path here).
+
+    A stored GGUF is refused with SourceNotFound: it needs no conversion.
+    """
+    if not isinstance(model, str) or Path(model).expanduser().exists():
+        return None
+    ref = parse_ref(model)
+    if ref.kind is not RefKind.NAME or ref.name is None:
+        return None
+    manifest = store.find(ref.name)
+    if manifest is None or manifest.is_folder:
+        return manifest
+    raise SourceNotFound(
+        f"'{manifest.display_name}' is a {manifest.format} model in the store, which needs no "
+        "conversion (`owl quantize` makes smaller ones); owl convert takes a Hugging Face "
+        "model folder or a stored safetensors model"
+    )
+
+
 def convert(
     folder: Path | str,
     *,
@@ -155,30 +161,129 @@ def convert(
     tools: Path | None = None,
     status: Status | None = None,
 ) -> Manifest:
-    """Convert the Hugging Face model `folder` to a GGUF of `outtype` and store it.
+    """Convert the Hugging Face model `folder` (or a stored safetensors model) to a GGUF.
 
-    `outtype` is f16, bf16, f32 or q8_0. The model is named `name` (tagged with `outtype`
-    when it has no tag), else after the folder (`./SmolLM2-hf` → `smollm2-hf:f16`).
+    `folder` is a folder's path, or the name of a model `owl pull ./folder` stored. `outtype`
+    is f16, bf16, f32 or q8_0. The model is named `name` (tagged with `outtype` when it has
+    no tag), else after the folder or stored model (`./SmolLM2-hf` → `smollm2-hf:f16`).
     Converting the same folder to the same name again returns the stored model; a name
     that another model has raises NameClash. `tools` is where llama.cpp's converter is
     kept (default OWL_HOME/tools); `status` hears what is happening, in words.
+
+    The lineage names the folder (its path and folder digest) or the stored model (its name
+    and weights digest), with relation "converted" and the license its card gives.
     """
     if outtype not in OUTTYPES:
         raise ConversionError(f"unknown outtype {outtype!r}: choose {', '.join(OUTTYPES)}")
+    stored = stored_model(folder, store=store)
+    if stored is not None:
+        return _convert_stored(
+            stored,
+            store=store,
+            settings=settings,
+            outtype=outtype,
+            name=name,
+            tools=tools,
+            status=status,
+        )
     path = check_folder(folder)
     target = target_name(path, outtype, name)
     if status:
         status(f"hashing and scanning {path}")
     digest = folder_digest(path)
-    existing = store.find(target)
-    if existing is not None:
-        if any(p.relation == RELATION and p.digest == digest for p in existing.parents):
-            return existing
-        raise NameClash(
-            f"a model named '{target}' already exists (from {existing.source.uri}); "
-            f"convert with --name OTHER, or `owl rm {target}` first"
-        )
+    parent = Parent(
+        name=str(path),
+        digest=digest,
+        relation=RELATION,
+        source=Source(kind=RefKind.FILE, uri=str(path)),
+    )
+    done = _check_target(store, target, parent, by_name=False)
+    if done is not None:
+        return done
     scan_folder(path)
+    return _convert_into_store(
+        path,
+        target,
+        parent,
+        store=store,
+        settings=settings,
+        outtype=outtype,
+        tools=tools,
+        status=status,
+    )
+
+
+def _convert_stored(
+    stored: Manifest,
+    *,
+    store: Store,
+    settings: Settings,
+    outtype: str,
+    name: str | None,
+    tools: Path | None,
+    status: Status | None,
+) -> Manifest:
+    from owl.scan.policy import require_loadable
+
+    target = target_name(Path(stored.name), outtype, name)
+    parent = Parent(
+        name=stored.display_name,
+        digest=stored.weights.digest,
+        relation=RELATION,
+        license=stored.license,
+        source=stored.source,
+    )
+    done = _check_target(store, target, parent, by_name=True)
+    if done is not None:
+        return done
+    stored = require_loadable(stored, store=store)  # the scan gate, as for running it
+    path = check_folder(store.model_dir(stored))
+    return _convert_into_store(
+        path,
+        target,
+        parent,
+        store=store,
+        settings=settings,
+        outtype=outtype,
+        tools=tools,
+        status=status,
+        parameters=stored.parameters,
+    )
+
+
+def _check_target(
+    store: Store, target: ModelName, parent: Parent, *, by_name: bool
+) -> Manifest | None:
+    """The stored conversion of `parent` named `target`, None if free; NameClash if taken."""
+    existing = store.find(target)
+    if existing is None:
+        return None
+    # A folder is known by its digest wherever it lies; a stored model by name and weights.
+    if any(
+        p.relation == RELATION
+        and p.digest == parent.digest
+        and (p.name == parent.name or not by_name)
+        for p in existing.parents
+    ):
+        return existing  # converted before: owl's conversion is deterministic
+    raise NameClash(
+        f"a model named '{target}' already exists (from {existing.source.uri}); "
+        f"convert with --name OTHER, or `owl rm {target}` first"
+    )
+
+
+def _convert_into_store(
+    path: Path,
+    target: ModelName,
+    parent: Parent,
+    *,
+    store: Store,
+    settings: Settings,
+    outtype: str,
+    tools: Path | None,
+    status: Status | None,
+    parameters: dict | None = None,
+) -> Manifest:
     converter = ensure_converter(tools or settings.tools_dir, status=status)
     # The converter writes next to the blobs (same disk); pull copies its output in.
     with tempfile.TemporaryDirectory(dir=store.blobs.root, prefix=".convert-") as work:
@@ -189,29 +294,36 @@ def convert(
         log.debug("converter output:\n%s", output)
         if status:
             status("scanning and storing the GGUF")
-        manifest = pull(str(outfile), store=store, settings=settings, name=str(target))
-    return _record_lineage(manifest, store=store, folder=path, digest=digest)
+        manifest = pull(
+            str(outfile), store=store, settings=settings, name=str(target), parameters=parameters
+        )
+    return _record_lineage(manifest, store=store, folder=path, parent=parent)
 
 
-def _record_lineage(manifest: Manifest, *, store: Store, folder: Path, digest: str) -> Manifest:
+def _record_lineage(manifest: Manifest, *, store: Store, folder: Path, parent: Parent) -> Manifest:
     from owl.formats import inspect
     from owl.licenses.discover import find_license, license_from_card
 
     card_path = folder / CARD
-    card = card_path.read_text(encoding="utf-8", errors="replace") if card_path.is_file() else None
-    source = Source(kind=RefKind.FILE, uri=str(folder))
+    card = None
+    if card_path.is_file():
+        with card_path.open("rb") as handle:
+            card = handle.read(MAX_CARD).decode("utf-8", errors="replace")
+    if (
+        parent.source is not None
+        and parent.source.kind is RefKind.FILE
+        and parent.name == str(folder)
+    ):
+        source = parent.source  # a folder converted where it is
+    else:  # a stored model: derived by owl, as a quantization is
+        source = Source(kind=RefKind.NAME, uri=parent.name, revision=parent.digest)
     chosen, sources, notes = find_license(
         gguf_metadata=inspect(store.weights_path(manifest)).metadata, card_text=card
     )
     for note in notes:
         log.warning("%s: %s", manifest.display_name, note)
-    parent = Parent(
-        name=str(folder),
-        digest=digest,
-        relation=RELATION,
-        license=license_from_card(card) if card is not None else None,
-        source=source,
-    )
+    if parent.license is None and card is not None:
+        parent = parent.model_copy(update={"license": license_from_card(card)})
     updated = manifest.model_copy(
         update={
             "source": source,
@@ -232,5 +344,6 @@ __all__ = [
     "folder_digest",
     "folder_files",
     "scan_folder",
+    "stored_model",
     "target_name",
 ]

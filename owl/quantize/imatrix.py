@@ -1,4 +1,5 @@
-"""Importance matrices: llama-imatrix's files (GGUF, or its older .dat format), read by owl.
+"""Importance matrices: llama-imatrix's files (GGUF, or its older .dat format), read by owl,
+and written by owl in llama-imatrix's GGUF format when it computes one (calibrate.py).
 
 An importance matrix holds, for each weight tensor, the mean square of each input column
 over some calibration text; llama.cpp's quantizer weighs its rounding errors by it. The
@@ -32,16 +33,65 @@ class Imatrix:
     values: dict[str, np.ndarray]
     datasets: tuple[str, ...] = ()
     chunks: int | None = None
+    # When owl computed it: the calibration text's name and digest, tokens, chunks and ctx.
+    calibration: dict[str, Any] | None = None
 
     def record(self) -> dict[str, Any]:
         """What a manifest keeps of it."""
-        return {
+        record = {
             "file": self.filename,
             "digest": self.digest,
             "entries": len(self.values),
             "datasets": list(self.datasets),
             "chunks": self.chunks,
         }
+        if self.calibration is not None:
+            record["calibration"] = dict(self.calibration)
+        return record
+
+
+def write_imatrix(
+    path: Path,
+    sums: dict[str, np.ndarray],
+    counts: dict[str, np.ndarray],
+    *,
+    datasets: tuple[str, ...],
+    chunks: int,
+    chunk_size: int,
+) -> None:
+    """Write llama-imatrix's GGUF: per weight `<name>.in_sum2` (matrices × columns, the sums
+    of squares) and `<name>.counts` (matrices × 1), in name order, with its metadata keys.
+
+    The file is written beside `path` and renamed into place, so a failure leaves no half
+    file. QuantizationError when it cannot be written.
+    """
+    import gguf
+
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        writer = gguf.GGUFWriter(tmp, arch="imatrix")
+        # llama-imatrix writes no architecture: the file belongs to no model family.
+        writer.kv_data[0].pop(gguf.Keys.General.ARCHITECTURE, None)
+        writer.add_type("imatrix")
+        writer.add_array("imatrix.datasets", list(datasets))
+        writer.add_uint32("imatrix.chunk_count", chunks)
+        writer.add_uint32("imatrix.chunk_size", chunk_size)
+        for name in sorted(sums):
+            total = np.ascontiguousarray(sums[name], dtype=np.float32)
+            count = np.ascontiguousarray(counts[name], dtype=np.float32).reshape(-1, 1)
+            writer.add_tensor(f"{name}.in_sum2", total.reshape(count.shape[0], -1))
+            writer.add_tensor(f"{name}.counts", count)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        tmp.replace(path)
+    except OSError as err:
+        raise QuantizationError(
+            f"cannot write the importance matrix to {path}: {err.strerror or err}"
+        ) from err
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_imatrix(path: Path) -> Imatrix:

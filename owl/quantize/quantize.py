@@ -13,8 +13,10 @@ Decisions:
   The rounding errors of both quantizations add up; `info["quantize"]["requantized"]` says so
   and `owl quantize` warns. Quantize from f16/bf16 (`owl convert`) where quality matters.
 - An importance matrix is a llama.cpp imatrix file (GGUF from `llama-imatrix`, or its older
-  .dat format), read by owl and handed to llama.cpp as its `llama_model_imatrix_data` array.
-  Owl does not compute one yet; types that llama.cpp cannot make without one are refused.
+  .dat format), read by owl, or one owl computed (`owl.quantize.calibrate`, llama-imatrix's
+  method), handed to llama.cpp as its `llama_model_imatrix_data` array. Types marked
+  "required" in types.toml are refused without one: llama.cpp's own list, plus every IQ type,
+  which are designed around one.
 - The new model's `source` is the store model it was derived from (kind "name", revision =
   the parent's digest), not the parent's own source: its bytes exist nowhere but here, and
   a derived model must never be "pulled again" from its parent's file or match that file's
@@ -35,7 +37,7 @@ from pydantic import BaseModel
 from owl.config import Settings
 from owl.errors import ModelFormatError, NameClash, QuantizationError
 from owl.formats import ModelInfo, inspect
-from owl.quantize.imatrix import check_fits, load_imatrix
+from owl.quantize.imatrix import Imatrix, check_fits, load_imatrix
 from owl.quantize.llamacpp import Progress, run_quantizer
 from owl.scan.policy import require_loadable
 from owl.store import Manifest, ModelName, RefKind, Source, Store, parse_name
@@ -89,6 +91,15 @@ def find_type(name: str) -> QuantType:
     return found
 
 
+def needs_imatrix(kind: QuantType) -> QuantizationError:
+    """The error for a type quantized without the importance matrix it requires."""
+    return QuantizationError(
+        f"{kind.name} needs an importance matrix: let owl compute one from a text like the "
+        "model's use with --calibrate TEXT, or pass one made by llama.cpp's llama-imatrix with "
+        "--imatrix FILE; or choose a type that needs none, e.g. Q4_K_M or Q3_K_M"
+    )
+
+
 # --- into the store ------------------------------------------------------------------------
 
 
@@ -99,14 +110,15 @@ def quantize(
     settings: Settings,
     qtype: str,
     name: str | None = None,
-    imatrix: Path | None = None,
+    imatrix: Path | Imatrix | None = None,
     progress: Progress | None = None,
 ) -> Manifest:
     """Quantize the stored GGUF `manifest` to `qtype`; returns the new model's manifest.
 
     The new model is `name`, else MODEL:TYPE (smollm2:q8_0). Its lineage names this model
     (relation "quantized"); it carries this model's license and default sampling parameters,
-    and its own scan verdict. `imatrix` is a llama-imatrix file; types that need one
+    and its own scan verdict. `imatrix` is a llama-imatrix file, or an Imatrix (one that
+    `owl.quantize.calibrate` computed, recorded with its calibration); types that need one
     (`QuantType.imatrix == "required"`) are refused without it. Quantizing again to the same
     type replaces the earlier result; a different model by that name raises NameClash.
     `progress(done, total)` counts tensors, from the quantizing thread.
@@ -131,13 +143,9 @@ def quantize(
             f"the stored file of '{manifest.display_name}' is damaged ({err}); `owl verify "
             f"{manifest.display_name}` checks it, and pulling it again restores it"
         ) from err
-    matrix = load_imatrix(imatrix) if imatrix is not None else None
+    matrix = load_imatrix(imatrix) if isinstance(imatrix, Path) else imatrix
     if matrix is None and kind.imatrix == "required":
-        raise QuantizationError(
-            f"{kind.name} needs an importance matrix, which owl cannot compute yet: pass one "
-            "made by llama.cpp's llama-imatrix with --imatrix FILE, or choose a type that "
-            "needs none, e.g. Q4_K_M, IQ4_XS or Q3_K_M"
-        )
+        raise needs_imatrix(kind)
     if matrix is not None:
         check_fits(matrix, source, manifest.display_name)
     estimate = _estimate_size(kind, source_info.parameters, source)
@@ -206,7 +214,8 @@ def _quantizer_failed(reason: str, parent: Manifest, kind: QuantType) -> Quantiz
     if "requires an imatrix" in reason:
         return QuantizationError(
             f"llama.cpp needs an importance matrix to quantize '{name}' to {kind.name} "
-            f"({reason}); pass one with --imatrix FILE, or choose another type, e.g. Q4_K_M"
+            f"({reason}); compute one with --calibrate TEXT or pass one with --imatrix FILE, "
+            "or choose another type, e.g. Q4_K_M"
         )
     return QuantizationError(
         f"llama.cpp could not quantize '{name}' to {kind.name}: {reason}. Nothing was stored; "

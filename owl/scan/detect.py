@@ -2,7 +2,8 @@
 
 A pickle named model.safetensors is still a pickle. Names only matter for text formats
 that have no magic bytes (tokenizer_config.json, chat_template.jinja) and to notice a file
-that is named like a checkpoint but holds nothing owl recognises.
+that is named like a checkpoint but holds nothing owl recognises. Protobuf has no magic
+either: a SentencePiece model is recognised by reading its fields to the end of the file.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Kind(StrEnum):
     ZIP = "zip"  # torch.save archives, .npz
     NPY = "npy"
     PICKLE = "pickle"
+    SENTENCEPIECE = "sentencepiece"  # tokenizer.model: a protobuf ModelProto
     TOKENIZER_CONFIG = "tokenizer-config"
     JINJA = "jinja"
     UNKNOWN = "unknown"
@@ -58,6 +60,12 @@ def sniff(path: Path, *, name: str | None = None) -> Kind:
         return Kind.NPY
     if _is_safetensors(head, size):
         return Kind.SAFETENSORS
+    if head[:1] == b"\x0a":  # protobuf field 1, length-delimited: a SentencePiece piece?
+        from owl.scan.sentencepiece import MAX_BYTES, looks_like_sentencepiece
+
+        with path.open("rb") as handle:
+            if looks_like_sentencepiece(handle.read(MAX_BYTES)):
+                return Kind.SENTENCEPIECE
     from owl.scan.pickles import looks_like_pickle
 
     if looks_like_pickle(head):

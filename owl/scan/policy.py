@@ -56,12 +56,19 @@ def scan_manifest(manifest: Manifest, *, store: Store) -> tuple[list[FileReport]
 
 
 def verdict_of(manifest: Manifest) -> str:
-    """The worst verdict among the manifest's files ("clean" when all are clean)."""
+    """The worst verdict among the manifest's files.
+
+    "clean" when every file is clean or of a kind no scan applies to (a folder's config.json
+    and README.md beside clean weights); "unsupported" only when no file was checked at all.
+    """
     verdicts = [
         manifest.scans[entry.digest].verdict if entry.digest in manifest.scans else "unverified"
         for entry in manifest.files
     ]
-    return max(verdicts, key=lambda verdict: _ORDER.get(verdict, 1), default="clean")
+    worst = max(verdicts, key=lambda verdict: _ORDER.get(verdict, 1), default="clean")
+    if _ORDER.get(worst, 1) == 0 and "clean" in verdicts:
+        return "clean"
+    return worst
 
 
 def first_reason(manifest: Manifest) -> str:

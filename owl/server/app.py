@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from types import FrameType
 
+import uvicorn
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.cors import CORSMiddleware
 
 from owl import __version__
 from owl.config import Settings
-from owl.server import errors, ollama_routes, openai_routes
+from owl.server import embeddings_routes, errors, limits, metrics, ollama_routes, openai_routes
+from owl.server.auth import ApiKeyMiddleware, api_keys
+from owl.server.generations import Generations
 from owl.server.pool import ModelPool
 from owl.store import open_store, register_embedded
 from owl.store.lock import Lock
@@ -26,19 +33,42 @@ def create_app(
     """
     store = open_store(settings)
     pool = ModelPool(settings, store, allow_unsafe=frozenset(allow_unsafe), lock=lock)
+    keys = api_keys(settings)  # an unreadable keys file fails here, before serving
+    counters = metrics.Metrics()
+    generations = Generations(settings, counters)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        generations.bind(asyncio.get_running_loop())
         await run_in_threadpool(register_embedded, store, settings)
         yield
+        generations.shutdown(now=True)  # streams the graceful timeout did not end
         pool.close()
 
     app = FastAPI(title="owl", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.pool = pool
+    app.state.metrics = counters
+    app.state.generations = generations
     errors.install(app)
+    limits.install(app)
     app.include_router(openai_routes.router)
+    embeddings_routes.install(app)  # before ollama_routes: its /api/embed answers 501
     app.include_router(ollama_routes.router)
+    app.include_router(metrics.router)
+    # Added innermost first: metrics count every answer, 401s and 413s included; CORS
+    # answers preflights before auth and puts its headers on the 401s too.
+    app.add_middleware(limits.BodyLimitMiddleware, limit=settings.max_body)
+    app.add_middleware(ApiKeyMiddleware, keys=keys)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["Retry-After"],
+        )
+    app.add_middleware(metrics.MetricsMiddleware, metrics=counters)
 
     @app.get("/health")
     async def health() -> dict[str, object]:
@@ -50,13 +80,37 @@ def create_app(
 def serve(
     settings: Settings, *, allow_unsafe: Iterable[str] = (), lock: Lock | None = None
 ) -> None:
-    """Run the server with uvicorn on settings.host:settings.port until interrupted."""
-    import uvicorn
+    """Run the server with uvicorn on settings.host:settings.port until SIGTERM or Ctrl-C.
 
-    uvicorn.run(
-        create_app(settings, allow_unsafe=allow_unsafe, lock=lock),
+    Then it stops accepting, lets open generations finish for up to
+    settings.shutdown_timeout less a margin, ends the rest with a final chunk, and exits 0.
+    """
+    app = create_app(settings, allow_unsafe=allow_unsafe, lock=lock)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_level="info",
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=settings.shutdown_timeout,
     )
+    _GracefulServer(config, app.state.generations).run()
+
+
+class _GracefulServer(uvicorn.Server):
+    """uvicorn's server that also tells the app's generations to wind down.
+
+    A handled SIGTERM or Ctrl-C is a clean exit (0), not re-raised as uvicorn does; a
+    second Ctrl-C stops every stream at once.
+    """
+
+    def __init__(self, config: uvicorn.Config, generations: Generations) -> None:
+        super().__init__(config)
+        self.generations = generations
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+            self.generations.shutdown(now=True)
+        else:
+            self.should_exit = True
+            self.generations.shutdown()

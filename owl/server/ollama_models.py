@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from owl.engine.embed import is_embedding_model
 from owl.formats.info import ModelInfo, human_count
 from owl.store import Manifest
 from owl.store.ref import DEFAULT_TAG
@@ -52,12 +53,16 @@ def tag_entry(manifest: Manifest) -> dict[str, Any]:
     }
 
 
-def ps_entry(manifest: Manifest) -> dict[str, Any]:
-    """One loaded model of /api/ps. owl keeps a model loaded until the server stops."""
+def ps_entry(
+    manifest: Manifest, *, memory: int, expires_at: datetime | None, context_length: int
+) -> dict[str, Any]:
+    """One loaded model of /api/ps: `size` is its estimated memory, as Ollama reports it."""
     return {
         **tag_entry(manifest),
-        "expires_at": rfc3339(datetime.now(UTC) + _FOREVER),
+        "size": memory,
+        "expires_at": rfc3339(expires_at or datetime.now(UTC) + _FOREVER),
         "size_vram": 0,  # owl's engine runs on the CPU
+        "context_length": context_length,
     }
 
 
@@ -96,6 +101,8 @@ def show_body(manifest: Manifest, info: ModelInfo) -> dict[str, Any]:
         "template": info.chat_template or "",
         "details": details(manifest),
         "model_info": model_info,
-        "capabilities": ["completion"],
+        "capabilities": ["embedding"]
+        if is_embedding_model(info.metadata)
+        else ["completion", "tools"],
         "modified_at": rfc3339(manifest.pulled_at),
     }

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from typing import Any
 
 import anyio
@@ -25,19 +25,19 @@ from owl.engine import Delta, Model
 from owl.engine.stream import DeltaStream
 from owl.errors import ModelNotFound, OwlError
 from owl.formats import inspect
+from owl.server import openai_tools
+from owl.server.generations import start_generation
 from owl.server.ollama_models import ps_entry, rfc3339, show_body, tag_entry
 from owl.server.ollama_pull import pull_ref, pull_statuses
 from owl.server.ollama_schemas import (
     ChatRequest,
-    EmbedRequest,
     GenerateRequest,
     PullRequest,
     ShowRequest,
+    keep_alive_seconds,
     parse_body,
 )
 from owl.server.ollama_unsupported import (
-    refuse_embeddings,
-    refuse_unload,
     refuse_unsupported_chat,
     refuse_unsupported_generate,
 )
@@ -159,18 +159,26 @@ async def _answer(
     return make("".join(parts), final)
 
 
-async def _loaded(request: Request, name: str, timing: _Timing) -> Model:
-    model = await _pool(request).get(name)
+async def _loaded(request: Request, name: str, timing: _Timing, keep_alive: float | None) -> Model:
+    model = await _pool(request).get(name, keep_alive=keep_alive)
     timing.loaded = time.monotonic_ns()
     return model
+
+
+async def _unload(request: Request, name: str) -> None:
+    """Ollama's unload request: the model unloads now, or when its running requests end."""
+    pool = _pool(request)
+    await run_in_threadpool(pool.manifest, name)  # an unknown model is a 404, as in Ollama
+    with suppress(ModelNotFound):  # not loaded: nothing to do
+        await pool.stop(name)
 
 
 @router.post("/api/chat")
 async def chat(request: Request) -> Any:
     body = await parse_body(request, ChatRequest)
     refuse_unsupported_chat(body)
+    keep_alive = keep_alive_seconds(body.keep_alive)
     timing = _Timing()
-    model = await _loaded(request, body.model, timing)
 
     def make(text: str, final: dict | None) -> dict[str, Any]:
         item = {
@@ -181,22 +189,65 @@ async def chat(request: Request) -> Any:
         }
         return {**item, **(final or {})}
 
+    if not body.messages and keep_alive == 0:  # Ollama: an empty chat with 0 unloads it
+        await _unload(request, body.model)
+        return make("", {"done_reason": "unload"})
+    model = await _loaded(request, body.model, timing, keep_alive)
     if not body.messages:  # Ollama: an empty chat loads the model
-        refuse_unload(body.keep_alive)
         return make("", {"done_reason": "load"})
-    params = body.sampling(model)
     messages = [message.as_template_input() for message in body.messages]
+    tools = body.functions()
+    if tools:  # as OpenAI's tool_choice "auto" (owl/server/openai_tools.py)
+        params = body.sampling(model, grammar=openai_tools.grammar(tools, may_answer=True))
+        messages = openai_tools.with_tools(messages, tools, may_answer=True)
+    else:
+        params = body.sampling(model)
     prompt = await run_in_threadpool(model.chat_tokens, messages)
-    deltas = model.generate(prompt, params)
+    deltas = start_generation(request, model, prompt, params)
+    if tools:
+        return await _tool_answer(_pieces(deltas, timing), make, stream=body.stream)
     return await _answer(_pieces(deltas, timing), make, stream=body.stream)
+
+
+async def _tool_answer(
+    pieces: AsyncGenerator[Piece, None], make: Callable[[str, dict | None], dict], *, stream: bool
+) -> Any:
+    """A reply that may call a tool: known only once the whole output is there, so it
+    comes as one message (streamed: one chunk, then the done line)."""
+    parts, final = [], None
+    async with aclosing(pieces):
+        async for text, stats in pieces:
+            parts.append(text)
+            final = stats or final
+    content, calls = openai_tools.parse("".join(parts))
+    reply = make(content or "", final)
+    if calls:
+        reply["message"]["tool_calls"] = [
+            {
+                "function": {
+                    "name": call["function"]["name"],
+                    "arguments": json.loads(call["function"]["arguments"]),
+                }
+            }
+            for call in calls
+        ]
+    if not stream:
+        return reply
+
+    async def lines() -> AsyncGenerator[dict[str, Any], None]:
+        message = {key: value for key, value in reply.items() if key not in (final or {})}
+        yield {**message, "done": False}
+        yield make("", final)
+
+    return await _ndjson(lines())
 
 
 @router.post("/api/generate")
 async def generate(request: Request) -> Any:
     body = await parse_body(request, GenerateRequest)
     refuse_unsupported_generate(body)
+    keep_alive = keep_alive_seconds(body.keep_alive)
     timing = _Timing()
-    model = await _loaded(request, body.model, timing)
 
     def make(text: str, final: dict | None) -> dict[str, Any]:
         item = {
@@ -207,8 +258,11 @@ async def generate(request: Request) -> Any:
         }
         return {**item, **(final or {})}
 
+    if not body.prompt and keep_alive == 0:  # Ollama: an empty prompt with 0 unloads it
+        await _unload(request, body.model)
+        return make("", {"done_reason": "unload"})
+    model = await _loaded(request, body.model, timing, keep_alive)
     if not body.prompt:  # Ollama: an empty prompt loads the model
-        refuse_unload(body.keep_alive)
         return make("", {"done_reason": "load"})
     params = body.sampling(model)
     if body.raw:  # the prompt is already formatted; like Ollama, `system` is not used
@@ -217,7 +271,7 @@ async def generate(request: Request) -> Any:
         messages = [{"role": "system", "content": body.system}] if body.system else []
         messages.append({"role": "user", "content": body.prompt})
         prompt = await run_in_threadpool(model.chat_tokens, messages)
-    deltas = model.generate(prompt, params)
+    deltas = start_generation(request, model, prompt, params)
     return await _answer(_pieces(deltas, timing), make, stream=body.stream)
 
 
@@ -239,15 +293,23 @@ async def show(request: Request) -> dict[str, Any]:
 
 @router.get("/api/ps")
 async def ps(request: Request) -> dict[str, Any]:
-    pool = _pool(request)
-    models = []
-    for name in pool.loaded():
-        try:
-            manifest = await run_in_threadpool(pool.manifest, name)
-        except ModelNotFound:
-            continue  # removed from the store while loaded
-        models.append(ps_entry(manifest))
+    models = [
+        ps_entry(
+            entry.manifest,
+            memory=entry.memory,
+            expires_at=entry.expires_at(),
+            context_length=entry.model.n_ctx,
+        )
+        for entry in _pool(request).entries()
+    ]
     return {"models": models}
+
+
+@router.delete("/api/ps/{name:path}")
+async def stop(name: str, request: Request) -> dict[str, Any]:
+    """owl's own (`owl stop`): unload a model now, or as soon as its requests end."""
+    unloaded, pending = await _pool(request).stop(name)
+    return {"model": name, "unloaded": unloaded, "unloading": pending}
 
 
 @router.api_route("/api/version", methods=["GET", "HEAD"])
@@ -268,13 +330,6 @@ async def pull(request: Request) -> Any:
             if status["status"].startswith("warning:"):
                 warnings.append(status["status"])
     return {"status": "success", **({"warning": " ".join(warnings)} if warnings else {})}
-
-
-@router.post("/api/embed")
-@router.post("/api/embeddings")
-async def embed(request: Request) -> Any:
-    await parse_body(request, EmbedRequest)
-    refuse_embeddings()
 
 
 @router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)

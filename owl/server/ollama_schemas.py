@@ -8,20 +8,20 @@ place, owl/server/ollama_unsupported.py.
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from owl.config import duration_seconds
 from owl.engine import Model, SamplingParams
+from owl.engine.grammar import json_grammar
+from owl.errors import InvalidPrompt
+from owl.server import openai_tools
 from owl.server.schemas import MAX_STOP
 
 T = TypeVar("T", bound=BaseModel)
-# Go's time.ParseDuration units, which Ollama's keep_alive takes ("5m", "1h30m", "-1").
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
 
 async def parse_body(request: Request, schema: type[T]) -> T:
@@ -50,23 +50,11 @@ async def parse_body(request: Request, schema: type[T]) -> T:
 
 
 def keep_alive_seconds(value: float | str | None) -> float | None:
-    """Ollama's keep_alive in seconds; None: the default; negative: forever.
+    """Ollama's keep_alive in seconds; None: the server's default; negative: forever.
 
     A number is seconds; a string is a Go duration ("5m", "1h30m") or a number.
     """
-    if value is None or isinstance(value, int | float):
-        return None if value is None else float(value)
-    text = value.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    sign = -1.0 if text.startswith("-") else 1.0
-    body = text.lstrip("+-")
-    parts = _DURATION_PART.findall(body)
-    if not body or "".join(number + unit for number, unit in parts) != body:
-        raise ValueError(f'\'{value}\' is not a duration; use e.g. 300, "5m", "1h" or -1')
-    return sign * sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+    return None if value is None else duration_seconds(value)
 
 
 def _bounded(name: str) -> Any:
@@ -145,9 +133,17 @@ class GenerationRequest(_ModelRequest):
         keep_alive_seconds(value)
         return value
 
-    def sampling(self, model: Model) -> SamplingParams:
-        """The request's options over `model`'s default sampling parameters."""
-        return model.sampling(**self.options.given())
+    def sampling(self, model: Model, *, grammar: str | None = None) -> SamplingParams:
+        """The request's options over `model`'s default sampling parameters; `format`
+        ("json" or a JSON schema) becomes the output grammar unless one is given."""
+        if grammar is None and self.format not in (None, ""):
+            if self.format == "json":
+                grammar = json_grammar()
+            elif isinstance(self.format, dict):
+                grammar = json_grammar(self.format)
+            else:
+                raise InvalidPrompt('format is "json" or a JSON schema object')
+        return model.sampling(grammar=grammar, **self.options.given())
 
 
 class ToolCall(BaseModel):
@@ -166,16 +162,33 @@ class Message(BaseModel):
     thinking: str | None = None
 
     def as_template_input(self) -> dict[str, Any]:
-        """The dict a chat template expects."""
-        message: dict[str, Any] = {"role": self.role, "content": self.content or ""}
-        if self.tool_name:
+        """The dict a chat template expects; tool calls and results in owl's generic
+        format (owl/server/openai_tools.py), which every template can carry."""
+        content, role = self.content or "", self.role
+        if self.tool_calls:
+            calls = [{"function": call.function} for call in self.tool_calls]
+            content = "\n".join(filter(None, [content, openai_tools.call_text(calls)]))
+        if role == "tool":
+            role, content = "user", openai_tools.result_text(content, self.tool_name)
+        message: dict[str, Any] = {"role": role, "content": content}
+        if self.tool_name and role != "user":
             message["name"] = self.tool_name
         return message
 
 
 class ChatRequest(GenerationRequest):
     messages: list[Message] = Field(default_factory=list)
-    tools: list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = Field(default=None, max_length=128)
+
+    def functions(self) -> list[dict[str, Any]]:
+        """The function definitions of `tools` (Ollama has no tool_choice: "auto")."""
+        functions = []
+        for tool in self.tools or []:
+            function = tool.get("function") if isinstance(tool, dict) else None
+            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                raise InvalidPrompt('each tool is {"type": "function", "function": {"name": …}}')
+            functions.append(function)
+        return functions
 
 
 class GenerateRequest(GenerationRequest):

@@ -1,27 +1,16 @@
 """What the Ollama API accepts but owl's engine cannot do yet: refused here, in one place.
 
-When the engine gains a feature (constrained output, tools, embeddings, images), delete
-its check below and translate the field in owl/server/ollama_routes.py.
+When the engine gains a feature (images, thinking, …), delete its check below and
+translate the field in owl/server/ollama_routes.py.
 """
 
 from __future__ import annotations
 
 from owl.errors import NotSupportedYet, TemplateError
-from owl.server.ollama_schemas import (
-    ChatRequest,
-    GenerateRequest,
-    GenerationRequest,
-    keep_alive_seconds,
-)
+from owl.server.ollama_schemas import ChatRequest, GenerateRequest, GenerationRequest
 
 
 def _common(body: GenerationRequest) -> None:
-    if body.format not in (None, ""):
-        kind = "format 'json'" if body.format == "json" else "a JSON schema in 'format'"
-        raise NotSupportedYet(
-            f"{kind} (structured output) is not supported yet; leave 'format' out and ask "
-            "for JSON in the prompt"
-        )
     if body.think not in (None, False):
         raise NotSupportedYet(
             f"'{body.model}' does not support thinking; leave 'think' out or set it to false"
@@ -33,15 +22,9 @@ def _common(body: GenerationRequest) -> None:
 def refuse_unsupported_chat(body: ChatRequest) -> None:
     """Raise NotSupportedYet for what a chat request asks that owl cannot do yet."""
     _common(body)
-    if body.tools:
-        raise NotSupportedYet("'tools' (tool calling) are not supported yet; leave 'tools' out")
     for message in body.messages:
         if message.images:
             raise NotSupportedYet("'images' are not supported yet: owl serves text models")
-        if message.tool_calls:
-            raise NotSupportedYet(
-                "messages with 'tool_calls' are not supported yet (owl has no tool calling)"
-            )
 
 
 def refuse_unsupported_generate(body: GenerateRequest) -> None:
@@ -62,19 +45,3 @@ def refuse_unsupported_generate(body: GenerateRequest) -> None:
             "'context' (the deprecated token memory of /api/generate) is not supported; "
             "keep a conversation with /api/chat and its 'messages'"
         )
-
-
-def refuse_unload(keep_alive: float | str | None) -> None:
-    """An empty request with keep_alive 0 asks to unload the model, which owl cannot yet."""
-    if keep_alive_seconds(keep_alive) == 0:
-        raise NotSupportedYet(
-            "unloading a model (keep_alive 0) is not supported yet: owl keeps each model "
-            "loaded until the server stops"
-        )
-
-
-def refuse_embeddings() -> None:
-    """/api/embed and /api/embeddings: no embedding models in owl's engine yet."""
-    raise NotSupportedYet(
-        "embeddings are not supported yet: owl's engine has no embedding models so far"
-    )

@@ -1,8 +1,21 @@
-"""Loaded models: each loads on first use and stays loaded."""
+"""Loaded models: each loads on first use, within a memory budget, and unloads when idle.
+
+A model stays loaded for its keep_alive after its last request (the server's default,
+OWL_KEEP_ALIVE, or a request's own, as Ollama's `keep_alive`); negative keeps it forever.
+A model is only unloaded when idle: no request holds it (the request's task is still
+running, streaming included) and its scheduler has no generation running or waiting.
+Before a load, idle models are unloaded, least recently used first, until the new one
+fits OWL_MAX_MEMORY and OWL_MAX_LOADED; when the others are busy the load waits up to
+OWL_LOAD_WAIT for one to become idle, then answers 503 (NoRoomForModel).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from starlette.concurrency import run_in_threadpool
@@ -10,13 +23,56 @@ from starlette.concurrency import run_in_threadpool
 from owl import engine
 from owl.config import Settings
 from owl.engine import Model
-from owl.errors import ModelNotFound
+from owl.errors import ModelNotFound, NoRoomForModel
+from owl.formats import inspect
+from owl.formats.info import human_bytes
+from owl.quantize.fit import OVERHEAD, kv_cache_bytes
 from owl.store import Manifest, RefKind, Store, parse_ref, resolve
 from owl.store.lock import Lock, check_locked
 
+log = logging.getLogger("owl.server")
+SWEEP_EVERY_S = 1.0
+_ROOM_POLL_S = 0.1
+
+
+@dataclass(eq=False)
+class Loaded:
+    """A loaded model, its estimated memory, and when it was last used."""
+
+    key: str  # name@digest
+    model: Model
+    manifest: Manifest
+    memory: int  # estimated bytes: weights + KV cache + llama.cpp's working margin
+    keep_alive: float  # seconds after the last use; negative: forever
+    last_used: float = field(default_factory=time.monotonic)
+    holders: set[asyncio.Task] = field(default_factory=set)  # requests using it
+
+    @property
+    def name(self) -> str:
+        return self.manifest.display_name
+
+    @property
+    def in_use(self) -> int:
+        """Requests holding the model, or generations running or waiting on it."""
+        requests = sum(1 for task in self.holders if not task.done())
+        scheduler = getattr(self.model.backend, "scheduler", None)
+        return max(requests, scheduler.busy if scheduler is not None else 0)
+
+    def expires_at(self) -> datetime | None:
+        """When the model unloads if no request comes; None: never (keep_alive < 0)."""
+        if self.keep_alive < 0:
+            return None
+        # While in use the countdown has not started: it starts when the last request ends.
+        start = time.monotonic() if self.in_use else self.last_used
+        remaining = start + self.keep_alive - time.monotonic()
+        return datetime.now(UTC) + timedelta(seconds=max(remaining, 0.0))
+
+    def expired(self, now: float) -> bool:
+        return 0 <= self.keep_alive <= now - self.last_used and not self.in_use
+
 
 class ModelPool:
-    """Models by store name, loaded once; a lock stops two requests loading one twice."""
+    """Models by store name and digest; a lock serialises loads and unloads."""
 
     def __init__(
         self,
@@ -32,8 +88,10 @@ class ModelPool:
         self.lock = lock
         # Names the operator let through despite their scan verdict (owl serve --allow-unsafe).
         self.allow_unsafe = allow_unsafe
-        self._models: dict[str, Model] = {}
+        self._entries: dict[str, Loaded] = {}
         self._loading = asyncio.Lock()
+        self._sweeper: asyncio.Task | None = None
+        self._soon: set[asyncio.Task] = set()  # sweeps asked for by keep_alive 0
 
     def manifest(self, name: str) -> Manifest:
         """The stored model a request names. Only store names: a request never reads a path."""
@@ -42,42 +100,192 @@ class ModelPool:
             raise ModelNotFound(f"model '{name}' does not exist; GET /v1/models lists the models")
         return resolve(ref, store=self.store, settings=self.settings)
 
-    async def get(self, name: str) -> Model:
+    async def get(self, name: str, *, keep_alive: float | None = None) -> Model:
+        """The loaded model `name`, loading it first if needed; held until this request ends.
+
+        `keep_alive`: seconds it stays loaded after this request (None: OWL_KEEP_ALIVE).
+        """
         manifest = await run_in_threadpool(self.manifest, name)
         if self.lock is not None:
             check_locked(manifest, self.lock)
         # By name and digest: a name pulled again with other weights loads the new ones.
         key = f"{manifest.display_name}@{manifest.weights.digest}"
-        model = self._models.get(key)
-        if model is not None:
-            return model
-        async with self._loading:
-            if key not in self._models:
-                self._models[key] = await run_in_threadpool(
-                    partial(
-                        engine.load,
-                        manifest,
-                        store=self.store,
-                        settings=self.settings,
-                        allow_unsafe=self._allowed_unsafe(manifest),
-                        by="owl serve --allow-unsafe",
-                        slots=self.settings.parallel,
-                    )
+        entry = self._entries.get(key)
+        if entry is None:
+            async with self._loading:
+                entry = self._entries.get(key) or await self._load(manifest, key)
+                self._hold(entry, keep_alive)  # before the lock lets a sweep in
+        else:
+            self._hold(entry, keep_alive)
+        return entry.model
+
+    def _hold(self, entry: Loaded, keep_alive: float | None) -> None:
+        # Ollama's rule: every request sets the model's keep_alive, its own or the default.
+        entry.keep_alive = self.settings.keep_alive if keep_alive is None else keep_alive
+        entry.last_used = time.monotonic()
+        task = asyncio.current_task()
+        if task is not None and task not in entry.holders:
+            # A request runs in one task, streaming included: its end releases the model.
+            entry.holders.add(task)
+            task.add_done_callback(partial(self._release, entry))
+        loop = asyncio.get_running_loop()
+        if self._sweeper is None or self._sweeper.done() or self._sweeper.get_loop() is not loop:
+            self._sweeper = loop.create_task(self._sweep_forever())
+
+    def _release(self, entry: Loaded, task: asyncio.Task) -> None:
+        entry.holders.discard(task)
+        entry.last_used = time.monotonic()
+        if entry.keep_alive == 0 and not entry.in_use and not task.get_loop().is_closed():
+            # keep_alive 0: unload right after the request, not at the next sweep.
+            sweep = task.get_loop().create_task(self._sweep_logged())
+            self._soon.add(sweep)
+            sweep.add_done_callback(self._soon.discard)
+
+    async def _load(self, manifest: Manifest, key: str) -> Loaded:
+        memory = await run_in_threadpool(self._estimate, manifest)
+        if memory > self.settings.max_memory:
+            raise NoRoomForModel(
+                f"model '{manifest.display_name}' needs about {human_bytes(memory)} of memory "
+                f"(weights and context) but the server's budget is "
+                f"{human_bytes(self.settings.max_memory)}; raise OWL_MAX_MEMORY, serve with a "
+                f"smaller --ctx, or use a smaller quantization (`owl fit {manifest.display_name}`)"
+            )
+        # The same name with other weights (pulled again) is replaced, not kept beside.
+        stale = [entry for entry in self._entries.values() if entry.name == manifest.display_name]
+        for entry in stale:
+            self._entries.pop(entry.key)
+        try:
+            await self._make_room(memory, manifest.display_name)
+            model = await run_in_threadpool(
+                partial(
+                    engine.load,
+                    manifest,
+                    store=self.store,
+                    settings=self.settings,
+                    allow_unsafe=self._allowed_unsafe(manifest),
+                    by="owl serve --allow-unsafe",
+                    slots=self.settings.parallel,
                 )
-                prefix = f"{manifest.display_name}@"
-                stale_keys = [other for other in self._models if other.startswith(prefix)]
-                for stale in (other for other in stale_keys if other != key):
-                    # Closing waits for the generations already queued on it.
-                    await run_in_threadpool(self._models.pop(stale).close)
-            return self._models[key]
+            )
+        except BaseException:
+            for entry in stale:  # the new weights did not load: the old ones serve on
+                self._entries[entry.key] = entry
+            raise
+        entry = Loaded(key, model, manifest, memory, keep_alive=self.settings.keep_alive)
+        self._entries[key] = entry
+        log.info("loaded %s (about %s)", entry.name, human_bytes(memory))
+        for old in stale:
+            # Closing waits for the generations already queued on it.
+            await run_in_threadpool(old.model.close)
+        return entry
+
+    def _estimate(self, manifest: Manifest) -> int:
+        """The memory a model will take, as `owl fit` estimates it."""
+        if manifest.is_folder:
+            return int(manifest.size * OVERHEAD)  # no GGUF metadata to size its cache from
+        metadata = inspect(self.store.weights_path(manifest)).metadata
+        ctx = engine.context_size(manifest, self.settings)
+        if not ctx:
+            arch = metadata.get("general.architecture", "")
+            ctx = int(metadata.get(f"{arch}.context_length") or 0)
+        # The llama.cpp backend gives every slot (--parallel) a whole context window.
+        cache = kv_cache_bytes(metadata, ctx=ctx * self.settings.parallel)
+        return int((manifest.size + cache) * OVERHEAD)
+
+    def _fits(self, memory: int) -> bool:
+        used = sum(entry.memory for entry in self._entries.values())
+        return (
+            len(self._entries) < self.settings.max_loaded
+            and used + memory <= self.settings.max_memory
+        )
+
+    async def _make_room(self, memory: int, name: str) -> None:
+        # Under self._loading. Idle models go, least recently used first; busy ones are
+        # waited for (bounded), since unloading would cut their requests off.
+        deadline = time.monotonic() + self.settings.load_wait
+        while not self._fits(memory):
+            idle = [entry for entry in self._entries.values() if not entry.in_use]
+            if idle:
+                await self._unload(min(idle, key=lambda entry: entry.last_used))
+                continue
+            if time.monotonic() >= deadline:
+                busy = ", ".join(sorted(entry.name for entry in self._entries.values()))
+                raise NoRoomForModel(
+                    f"no room to load '{name}': the loaded models ({busy}) are all in use and "
+                    f"the server allows {self.settings.max_loaded} model(s) and "
+                    f"{human_bytes(self.settings.max_memory)}; retry when a request ends, or "
+                    "raise OWL_MAX_LOADED / OWL_MAX_MEMORY"
+                )
+            await asyncio.sleep(_ROOM_POLL_S)
+
+    async def _unload(self, entry: Loaded) -> None:
+        # Under self._loading: out of the table first, so no new request gets it.
+        self._entries.pop(entry.key, None)
+        await run_in_threadpool(entry.model.close)
+        log.info("unloaded %s", entry.name)
+
+    async def _sweep_once(self) -> None:
+        if not any(entry.expired(time.monotonic()) for entry in self._entries.values()):
+            return
+        async with self._loading:
+            for entry in list(self._entries.values()):
+                # Checked again under the lock: a request may have taken it meanwhile.
+                if entry.expired(time.monotonic()):
+                    await self._unload(entry)
+
+    async def _sweep_logged(self) -> None:
+        try:
+            await self._sweep_once()
+        except Exception:  # a model that fails to close must not stop the sweeping
+            log.exception("unloading an expired model failed")
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY_S)
+            await self._sweep_logged()
+
+    async def stop(self, name: str) -> tuple[list[str], list[str]]:
+        """Unload the loaded model `name`: (unloaded now, unloading when their requests end).
+
+        ModelNotFound when it is not loaded. A model in use keeps serving the requests it
+        has and unloads as soon as they end (its keep_alive becomes 0).
+        """
+        entries = await run_in_threadpool(self._named, name)
+        if not entries:
+            raise ModelNotFound(f"model '{name}' is not loaded; `owl ps` lists the loaded models")
+        unloaded, pending = [], []
+        async with self._loading:
+            for entry in entries:
+                entry.keep_alive = 0
+                entry.last_used = time.monotonic()
+                if entry.in_use:
+                    pending.append(entry.name)
+                elif self._entries.get(entry.key) is entry:
+                    await self._unload(entry)
+                    unloaded.append(entry.name)
+        return unloaded, pending
+
+    def _named(self, name: str) -> list[Loaded]:
+        try:
+            wanted = self.manifest(name).display_name
+        except ModelNotFound:  # removed from the store while loaded: match the name as given
+            wanted = name
+        return [entry for entry in self._entries.values() if entry.name == wanted]
 
     def _allowed_unsafe(self, manifest: Manifest) -> bool:
         return bool({manifest.name, manifest.display_name} & self.allow_unsafe)
 
+    def entries(self) -> list[Loaded]:
+        """The loaded models, by name."""
+        return sorted(self._entries.values(), key=lambda entry: entry.name)
+
     def loaded(self) -> list[str]:
-        return sorted({model.name for model in self._models.values()})
+        return sorted({entry.name for entry in self._entries.values()})
 
     def close(self) -> None:
-        for model in self._models.values():
-            model.close()
-        self._models.clear()
+        for task in (self._sweeper, *self._soon):
+            if task is not None:
+                task.cancel()
+        for entry in self._entries.values():
+            entry.model.close()
+        self._entries.clear()

@@ -9,8 +9,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from owl.engine import Model, SamplingParams
+from owl.engine.grammar import json_grammar
+from owl.errors import InvalidPrompt
+from owl.server import openai_tools
 
 MAX_STOP = 16
+MAX_CHOICES = 8
+MAX_TOP_LOGPROBS = 20
 
 
 class _Request(BaseModel):
@@ -29,7 +34,7 @@ class _Request(BaseModel):
     seed: int | None = Field(default=None, ge=0, lt=2**32 - 1)
     stop: str | list[str] | None = None
     max_tokens: int | None = Field(default=None, ge=1)
-    n: int = Field(default=1, ge=1, le=1, description="owl returns one choice per request.")
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES, description="Choices, generated in one batch.")
     stream: bool = False
     stream_options: StreamOptions | None = None
 
@@ -42,12 +47,21 @@ class _Request(BaseModel):
             raise ValueError(f"at most {MAX_STOP} stop sequences")
         return value
 
-    def sampling(self, model: Model, *, max_tokens: int | None = None) -> SamplingParams:
+    def sampling(
+        self,
+        model: Model,
+        *,
+        max_tokens: int | None = None,
+        grammar: str | None = None,
+        logprobs: int | None = None,
+    ) -> SamplingParams:
         """The request's sampling parameters over `model`'s defaults.
 
         `max_tokens` overrides the request's own (chat's newer max_completion_tokens).
         """
         return model.sampling(
+            grammar=grammar,
+            logprobs=logprobs,
             temperature=self.temperature,
             top_p=self.top_p,
             top_k=self.top_k,
@@ -57,7 +71,7 @@ class _Request(BaseModel):
             presence_penalty=self.presence_penalty,
             seed=self.seed,
             stop=tuple(self.stop) if self.stop else None,
-            max_tokens=max_tokens or self.max_tokens,
+            max_tokens=(max_tokens or self.max_tokens) or None,  # 0: score only (echo)
         )
 
 
@@ -71,35 +85,117 @@ class TextPart(BaseModel):
     text: str
 
 
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str = Field(max_length=256)
+    arguments: str | dict[str, Any] = "{}"
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
 
     def as_template_input(self) -> dict[str, Any]:
         """The dict a chat template expects: text parts joined, developer read as system."""
         content = self.content
         if isinstance(content, list):
             content = "".join(part.text for part in content)
-        message: dict[str, Any] = {
-            "role": "system" if self.role == "developer" else self.role,
-            "content": content or "",
-        }
+        content = content or ""
+        role = "system" if self.role == "developer" else self.role
+        # Tool calls and results in owl's generic format (owl/server/openai_tools.py), which
+        # every chat template can carry.
+        if self.tool_calls:
+            calls = [call.model_dump() for call in self.tool_calls]
+            content = "\n".join(filter(None, [content, openai_tools.call_text(calls)]))
+        if role == "tool":
+            role, content = "user", openai_tools.result_text(content, self.tool_call_id)
+        message: dict[str, Any] = {"role": role, "content": content}
         if self.name:
             message["name"] = self.name
         return message
 
 
+class FunctionDefinition(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+
+class NamedFunction(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"] = "function"
+    function: NamedFunction
+
+
+class JSONSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    name: str | None = None
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+
 class ChatCompletionRequest(_Request):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    response_format: ResponseFormat | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    tools: list[Tool] | None = Field(default=None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+
+    def output_grammar(self) -> tuple[str | None, list[dict[str, Any]], bool]:
+        """The grammar the output must follow, the tools it may call, and whether it may
+        answer in words instead."""
+        tools, may_answer = openai_tools.functions(self.tools or [], self.tool_choice or "auto")
+        if tools:
+            return openai_tools.grammar(tools, may_answer=may_answer), tools, may_answer
+        form = self.response_format
+        if form is None or form.type == "text":
+            return None, [], True
+        if form.type == "json_object":
+            return json_grammar(), [], True
+        if form.json_schema is None or form.json_schema.json_schema is None:
+            raise InvalidPrompt("response_format json_schema needs json_schema.schema")
+        return json_grammar(form.json_schema.json_schema), [], True
+
+    def logprobs_wanted(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
 
 class CompletionRequest(_Request):
     prompt: str | list[str] = Field(description="One prompt (a list of one is accepted).")
-    max_tokens: int | None = Field(default=16, ge=1)  # OpenAI's default for completions
+    # OpenAI's default for completions; 0 with echo scores the prompt only.
+    max_tokens: int | None = Field(default=16, ge=0)
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    echo: bool = False
 
     @field_validator("prompt")
     @classmethod

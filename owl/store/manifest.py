@@ -13,10 +13,15 @@ from pydantic import BaseModel, Field, field_validator
 from owl.store.ref import DEFAULT_TAG, ModelName, RefKind, validate_digest
 
 SCHEMA_VERSION = 1
+# Formats whose model is a Hugging Face folder: the engine loads Store.model_dir(manifest).
+FOLDER_FORMATS = frozenset({"safetensors"})
 
 
 class FileEntry(BaseModel):
-    """One file of a model: its role (the weights are "model"), digest and size."""
+    """One file of a model: its role, digest and size.
+
+    Roles: "model" (weights, each shard), "config", "tokenizer", "card" (README.md), "other".
+    """
 
     role: str = "model"
     filename: str
@@ -108,8 +113,18 @@ class Manifest(BaseModel):
 
     @property
     def weights(self) -> FileEntry:
-        """The file the engine loads."""
+        """The (first) weights file: the file the engine loads for a single-file format."""
         return next(entry for entry in self.files if entry.role == "model")
+
+    @property
+    def weight_files(self) -> list[FileEntry]:
+        """Every weights file (the shards of a sharded safetensors model)."""
+        return [entry for entry in self.files if entry.role == "model"]
+
+    @property
+    def is_folder(self) -> bool:
+        """Whether the model is a folder of files (config, weights, tokenizer), not one file."""
+        return self.format in FOLDER_FORMATS
 
     @property
     def size(self) -> int:

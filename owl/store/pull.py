@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from owl.config import Settings
@@ -15,11 +16,21 @@ from owl.errors import (
     SourceNotFound,
 )
 from owl.formats import detect, inspect
+from owl.formats.hf_folder import CONFIG
 from owl.store.aliases import aliases, find_alias
 from owl.store.blobs import Progress
+from owl.store.folder import pull_folder
 from owl.store.lock import LOCK_FILE, Lock
 from owl.store.manifest import FileEntry, Manifest, Source
-from owl.store.ref import DEFAULT_TAG, ModelName, ModelRef, RefKind, parse_name, parse_ref
+from owl.store.ref import (
+    DEFAULT_TAG,
+    ModelName,
+    ModelRef,
+    RefKind,
+    name_from_stem,
+    parse_name,
+    parse_ref,
+)
 from owl.store.scans import scan_entries
 from owl.store.sources import fetch
 from owl.store.store import Store
@@ -37,6 +48,14 @@ def _source_uri(ref: ModelRef) -> str:
     return ref.raw
 
 
+def _local_folder(ref: ModelRef) -> Path | None:
+    """The model folder (with a config.json) a file reference names, resolved, else None."""
+    if ref.kind is not RefKind.FILE or ref.path is None:
+        return None
+    path = ref.path.expanduser()
+    return path.resolve() if (path / CONFIG).is_file() else None
+
+
 def pull(
     ref: ModelRef | str,
     *,
@@ -51,8 +70,10 @@ def pull(
 ) -> Manifest:
     """Bring a model into the store and return its manifest.
 
-    `ref` is a store name or built-in alias, a local file, an http(s) URL, an `hf:` Hub
-    file or a `package:` file. The model is named `name`, else the file's stem. Pulling
+    `ref` is a store name or built-in alias, a local file, a local Hugging Face model folder
+    (config.json, *.safetensors, tokenizer files: stored as one model of format
+    "safetensors", one blob per file), an http(s) URL, an `hf:` Hub file or a `package:`
+    file. The model is named `name`, else the file's stem (the folder's name). Pulling
     a name already stored from a different source raises NameClash. `parameters` are the
     model's default sampling parameters (a built-in alias brings its own). With
     `expect_digest` (owl.lock's pin) other bytes are refused with LockMismatch.
@@ -69,7 +90,7 @@ def pull(
         assert ref.name is not None
         existing = store.find(ref.name)
         if existing is not None:
-            if store.blobs.has(existing.weights.digest):
+            if all(store.blobs.has(entry.digest) for entry in existing.files):
                 return existing
             if existing.source.kind is RefKind.NAME:
                 raise ModelNotFound(_derived_message(str(ref.name), existing.source.uri))
@@ -99,16 +120,43 @@ def pull(
             ref.name, store=store, settings=settings, name=name, progress=progress
         )
 
-    target = parse_name(name) if name else ref.default_name()
+    folder = _local_folder(ref)
     uri = _source_uri(ref)
+    if name:
+        target = parse_name(name)
+    elif folder is not None:
+        target = name_from_stem(folder.name, source=ref.raw)
+    else:
+        target = ref.default_name()
     existing = store.find(target)
     if existing is not None and not _same_source(existing, ref, uri):
         raise NameClash(
             f"a model named '{target}' already exists (from {existing.source.uri}); "
             f"pull with --name OTHER, or `owl rm {target}` first"
         )
+    if folder is not None:
+        if expect_digest is not None:
+            raise LockMismatch(
+                f"{LOCK_FILE} pins one file for '{target}', but {folder} is a model folder"
+            )
+        given = license_sources or {}
+        return pull_folder(
+            folder,
+            store=store,
+            target=target,
+            catalog=given.get("catalog"),
+            alias=given.get("alias"),
+            user_license=license or given.get("user"),
+            parameters=parameters,
+            progress=progress,
+        )
     if ref.kind is RefKind.FILE and ref.path is not None and ref.path.is_file():
-        detect(ref.path)  # refuse a non-model file before copying it
+        # Refuse a non-model file before copying it.
+        if detect(ref.path) == "safetensors":
+            raise ModelFormatError(
+                f"{ref.path.name} is a lone safetensors file: it has no config or tokenizer. "
+                f"Pull the model folder that holds it (`owl pull {ref.path.parent}`)"
+            )
 
     fetched = fetch(ref, blobs=store.blobs, settings=settings, progress=progress)
     if expect_digest is not None and fetched.digest != expect_digest:

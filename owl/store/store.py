@@ -12,9 +12,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from owl.errors import ModelNotFound, StoreCorrupted
+from owl.formats import ModelInfo, inspect
+from owl.formats.hf_folder import read_hf_files
 from owl.store.blobs import BlobStore
 from owl.store.manifest import Manifest, ScanRecord
 from owl.store.ref import ModelName
+from owl.store.snapshots import materialise, remove_snapshot, snapshot_path
 
 log = logging.getLogger("owl.store")
 
@@ -59,7 +62,8 @@ class Store:
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         return (
             f"model '{name}' is not in the store; `owl list` shows the stored models, and "
-            "`owl pull ./model.gguf | https://host/model.gguf | hf:Org/Repo/file.gguf` adds one."
+            "`owl pull ./model.gguf | ./model-folder | https://host/model.gguf | "
+            "hf:Org/Repo/file.gguf` adds one."
             f"{hint}"
         )
 
@@ -103,13 +107,37 @@ class Store:
             pass  # other tags of this name remain
         # Only this model's own blobs: a blob that a concurrent pull has just committed
         # but not yet named in a manifest must survive.
-        for digest in {entry.digest for entry in manifest.files} - self.used_digests():
+        remaining = self.list()
+        if manifest.is_folder and not any(
+            snapshot_path(self.home, other) == snapshot_path(self.home, manifest)
+            for other in remaining
+        ):
+            remove_snapshot(self.home, manifest)
+        used = {entry.digest for other in remaining for entry in other.files}
+        for digest in {entry.digest for entry in manifest.files} - used:
             self.blobs.remove(digest)
         return manifest
 
     def weights_path(self, manifest: Manifest) -> Path:
         """The path of the file the engine loads; StoreCorrupted if its blob is gone."""
         return self.blobs.require(manifest.weights.digest)
+
+    def model_dir(self, manifest: Manifest) -> Path:
+        """A folder holding the model's files under their own names (links to the blobs).
+
+        For folder formats (Hugging Face safetensors): what a loader or converter reads.
+        Built on first use under OWL_HOME/snapshots and rebuilt when stale; StoreCorrupted
+        if a blob is gone.
+        """
+        blobs = {entry.filename: self.blobs.require(entry.digest) for entry in manifest.files}
+        return materialise(self.home, manifest, blobs)
+
+    def read_info(self, manifest: Manifest) -> ModelInfo:
+        """Read a stored model's files into a ModelInfo (owl.formats), wherever they are."""
+        if manifest.is_folder:
+            stored = {entry.filename: self.blobs.require(entry.digest) for entry in manifest.files}
+            return read_hf_files(stored, where=f"model '{manifest.display_name}'")
+        return inspect(self.weights_path(manifest))
 
     def used_digests(self) -> set[str]:
         """Every digest some manifest names."""

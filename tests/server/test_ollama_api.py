@@ -96,7 +96,7 @@ def test_show_gives_template_parameters_license_and_model_info(client: ollama.Cl
     assert shown.modelinfo["general.architecture"] == "llama"
     assert shown.modelinfo["llama.context_length"] == 8192
     assert shown.modelinfo["general.parameter_count"] > 100_000_000
-    assert shown.capabilities == ["completion"]
+    assert shown.capabilities == ["completion", "tools"]
     assert shown.template is not None and "<|im_start|>" in shown.template
     assert shown.parameters is not None and "temperature" in shown.parameters
     assert shown.license == "apache-2.0"
@@ -106,7 +106,8 @@ def test_show_gives_template_parameters_license_and_model_info(client: ollama.Cl
 def test_ps_lists_a_model_once_it_is_loaded(client: ollama.Client, bundled_gguf: Path) -> None:
     assert client.chat(MODEL, messages=[]).done_reason == "load"  # Ollama's way to load
     loaded = {model.model: model for model in client.ps().models}
-    assert loaded["smollm2:latest"].size == bundled_gguf.stat().st_size
+    # Its memory: the weights plus the KV cache of its slots (the pool's estimate).
+    assert loaded["smollm2:latest"].size > bundled_gguf.stat().st_size
     expires = loaded["smollm2:latest"].expires_at
     assert expires is not None and expires > datetime.now(UTC)
 
@@ -210,16 +211,63 @@ def test_bad_requests_are_400_in_ollamas_shape(client: ollama.Client, http: http
 
 
 def test_what_owl_cannot_do_yet_is_501(client: ollama.Client) -> None:
-    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
     for call, kwargs in (
-        (client.chat, {"messages": HI, "format": "json"}),
-        (client.chat, {"messages": HI, "tools": [tool]}),
-        (client.generate, {"prompt": "hi", "format": {"type": "object"}}),
-        (client.chat, {"messages": [], "keep_alive": 0}),
-        (client.embed, {"input": "hi"}),
+        (client.chat, {"messages": [{**HI[0], "images": ["aGk="]}]}),
+        (client.generate, {"prompt": "hi", "suffix": "end"}),
     ):
         error = refused(call, MODEL, **kwargs)
         assert error.status_code == 501 and "not supported yet" in error.error, kwargs
+
+
+PET = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 20}, "legs": {"type": "integer"}},
+    "required": ["name", "legs"],
+}
+
+
+def test_format_json_and_schema_constrain_the_output(client: ollama.Client) -> None:
+    options = {"temperature": 0, "num_predict": 80}
+    answer = client.chat(MODEL, messages=HI, format="json", options=options)
+    assert isinstance(json.loads(answer.message.content), dict)
+    answer = client.generate(MODEL, prompt="Describe a pet.", format=PET, options=options)
+    pet = json.loads(answer.response)
+    assert set(pet) == {"name", "legs"} and isinstance(pet["legs"], int)
+
+
+def test_tool_calls_come_back_with_parsed_arguments(client: ollama.Client) -> None:
+    def get_weather(city: str) -> str:
+        """The weather in a city.
+
+        Args:
+          city: the city's name
+        """
+        return "sunny"
+
+    question = [{"role": "user", "content": "Call get_weather for Paris."}]
+    options = {"temperature": 0, "num_predict": 80}
+    answer = client.chat(MODEL, messages=question, tools=[get_weather], options=options)
+    streamed = list(
+        client.chat(MODEL, messages=question, tools=[get_weather], options=options, stream=True)
+    )
+    if answer.message.tool_calls:  # the model chose the tool (it may answer in words)
+        (call,) = answer.message.tool_calls
+        assert call.function.name == "get_weather"
+        assert set(call.function.arguments) <= {"city"}
+        assert [c.function.name for s in streamed for c in s.message.tool_calls or []] == [
+            "get_weather"
+        ]
+        # The call and its result go back in, as Ollama's clients send them.
+        history = [
+            *question,
+            answer.message,
+            {"role": "tool", "content": "sunny", "tool_name": "get_weather"},
+        ]
+        again = client.chat(MODEL, messages=history, options=options)
+        assert again.done
+    else:
+        assert answer.message.content
+    assert streamed[-1].done
 
 
 # --- pull -----------------------------------------------------------------------------------

@@ -1,10 +1,14 @@
 """Tiny random-weight transformers models, one per architecture family, for coverage tests.
 
 Every model has 2 layers, hidden size 64, 4 attention heads (2 key/value heads where the
-architecture has grouped-query attention), an MLP of 128, 256 positions and SmolLM2's
-vocabulary (49152), so that it can carry SmolLM2's tokenizer: llama.cpp's converter
-recognises a BPE tokenizer by a hash of its pre-tokenizer's output and refuses unknown ones.
-Weights come from `torch.manual_seed(0)` and the architecture's own initialisation.
+architecture has grouped-query attention), an MLP of 128 and 256 positions. Most carry
+SmolLM2's vocabulary (49152) and tokenizer: llama.cpp's converter recognises a BPE tokenizer
+by a hash of its pre-tokenizer's output and refuses unknown ones. qwen2, gemma and gemma2 carry
+a tiny SentencePiece tokenizer (tiny_tokenizers.py, 1024 pieces) instead: Gemma's converter
+reads only a SentencePiece tokenizer.model, and Qwen2's tries one before BPE (transformers 5
+would load SmolLM2's vocabulary in a qwen2 folder with Qwen2's pre-tokenizer, whose hash the
+converter does not know). Weights come from `torch.manual_seed(0)` and the architecture's own
+initialisation.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 from typing import Any
+
+from tests.support.tiny_tokenizers import SPM_IDS, SPM_VOCAB, spm_ids, write_spm_tokenizer
 
 VOCAB = 49152
 HIDDEN = 64
@@ -23,6 +29,7 @@ POSITIONS = 256
 # SmolLM2's special tokens: <|endoftext|> 0, <|im_start|> 1, <|im_end|> 2.
 IDS = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+TOKENIZER_FILES += ("tokenizer.model",)  # the SentencePiece families' (SmolLM2 has none)
 CARD = "---\nlicense: apache-2.0\n---\n# A tiny random-weight {arch} model for owl's tests\n"
 
 _COMMON: dict[str, Any] = {
@@ -35,20 +42,26 @@ _COMMON: dict[str, Any] = {
     **IDS,
 }
 _GQA = {**_COMMON, "num_key_value_heads": KV_HEADS}
+# The families that carry the tiny SentencePiece tokenizer, not SmolLM2's.
+SPM_FAMILIES = ("qwen2", "gemma", "gemma2")
 
 
 def _llama_like(**extra: Any) -> dict[str, Any]:
     return {**_GQA, **extra}
 
 
+def _spm(**extra: Any) -> dict[str, Any]:
+    return _llama_like(**{**extra, "vocab_size": SPM_VOCAB, **SPM_IDS})
+
+
 # family → (model_type, config keyword arguments)
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "llama": ("llama", _llama_like(tie_word_embeddings=False)),
     "mistral": ("mistral", _llama_like(sliding_window=None)),
-    "qwen2": ("qwen2", _llama_like()),
+    "qwen2": ("qwen2", _spm()),
     "qwen3": ("qwen3", _llama_like(head_dim=16)),
-    "gemma": ("gemma", _llama_like(head_dim=16)),
-    "gemma2": ("gemma2", _llama_like(head_dim=16, query_pre_attn_scalar=16, sliding_window=128)),
+    "gemma": ("gemma", _spm(head_dim=16)),
+    "gemma2": ("gemma2", _spm(head_dim=16, query_pre_attn_scalar=16, sliding_window=128)),
     "gemma3": (
         "gemma3_text",
         _llama_like(head_dim=16, query_pre_attn_scalar=16, sliding_window=128),
@@ -161,13 +174,16 @@ def tiny_model(family: str):  # noqa: ANN201 (a transformers PreTrainedModel, fl
 
 def build_tiny_folder(family: str, dest: Path, tokenizer_folder: Path) -> Path:
     """Save the tiny `family` model as safetensors in `dest`/tiny-<family>, with the tokenizer
-    files of `tokenizer_folder` (SmolLM2's) and a model card; returns the folder.
+    files of `tokenizer_folder` (SmolLM2's; the tiny SentencePiece tokenizer, built once in
+    `dest`/tiny-spm-tokenizer, for SPM_FAMILIES) and a model card; returns the folder.
 
     Built once: a folder that is already there is returned as it is.
     """
     folder = dest / f"tiny-{family.replace('_', '-')}"
     if (folder / "config.json").is_file():
         return folder
+    if family in SPM_FAMILIES:
+        tokenizer_folder = write_spm_tokenizer(dest / "tiny-spm-tokenizer")
     staging = dest / f"{folder.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     tiny_model(family).save_pretrained(staging)
@@ -189,91 +205,18 @@ def reference_logits(folder: Path, ids: list[int]):  # noqa: ANN201 (numpy array
         return model(torch.tensor([ids])).logits[0].float().numpy()
 
 
-# --- the pipeline: folder → owl convert f16 → owl quantize Q8_0 → llama.cpp logits -----------
+# --- the fixed input of the coverage checks (tests/support/coverage.py) ----------------------
 
 # Fixed input: SmolLM2's token ids of "<|im_start|>The quick brown fox jumps over the lazy dog.
 # It was a sunny day".
 INPUT_IDS = [1, 504, 2365, 6354, 16438, 27003, 690, 260, 23790, 2767, 30, 657, 436, 253]
 INPUT_IDS += [12926, 1194]  # " sunny day"
-STAGES = ("convert", "quantize", "runs", "f16", "q8_0")
+TEXT = "The quick brown fox jumps over the lazy dog. It was a sunny day"
 
 
-def llama_logits(path: Path, ids: list[int], *, threads: int | None = None):  # noqa: ANN201
-    """llama.cpp's logits of the GGUF at `path` at every position of `ids` (no BOS added)."""
-    import llama_cpp
-    import numpy as np
-
-    llm = llama_cpp.Llama(
-        model_path=str(path), n_ctx=64, logits_all=True, n_threads=threads, verbose=False
-    )
-    try:
-        llm.eval(ids)
-        return np.array(llm.scores[: len(ids)], dtype=np.float32)
-    finally:
-        llm.close()
-
-
-def compare(ours, reference) -> dict[str, float]:  # noqa: ANN001
-    """Top-1 agreement (share of positions) and max/mean |Δlogit| of two [positions, vocab]."""
-    import numpy as np
-
-    diff = np.abs(ours - reference)
-    top1 = float((ours.argmax(1) == reference.argmax(1)).mean())
-    return {"top1": top1, "max": float(diff.max()), "mean": float(diff.mean())}
-
-
-# Logits tolerance per GGUF type against transformers' float32 (set from measurements, see
-# docs/architectures.md and tests/quantize/test_architectures.py): share of positions whose top
-# token agrees (at least), max |Δlogit| over all positions and the whole vocabulary (at most).
-TOLERANCE = {"f16": {"top1": 0.8, "max": 0.02}, "q8_0": {"top1": 0.6, "max": 0.1}}
-
-
-def within(found: dict[str, float], kind: str) -> bool:
-    limit = TOLERANCE[kind]
-    return found["top1"] >= limit["top1"] and found["max"] <= limit["max"]
-
-
-def _reason(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    # The converter's errors end with its output's last lines, joined by " | ".
-    lines = [part.strip() for line in text.splitlines() for part in line.split(" | ")]
-    lines = [line for line in lines if line]
-    return f"{type(err).__name__}: {lines[-1][:300]}" if lines else type(err).__name__
-
-
-def coverage(family: str, *, work: Path, store, settings) -> dict[str, Any]:  # noqa: ANN001
-    """Take `family`'s tiny model through convert f16 → quantize Q8_0 → llama.cpp logits.
-
-    Returns {"family", "convert", "quantize", "runs", "f16", "q8_0": bool | None (not reached),
-    "f16_found"/"q8_0_found": compare(), "error": the first failure's reason}. `work` holds the
-    shared SmolLM2 folder, the converter and the tiny folders.
-    """
-    from owl.quantize.convert import convert
-    from owl.quantize.quantize import quantize
-    from owl.store.ref import parse_ref
-    from owl.store.sources.package import locate
-    from tests.conftest import EMBEDDED_REF
-    from tests.quantize.test_convert import shared_tools, smollm2_hf_folder
-
-    result: dict[str, Any] = {"family": family, **dict.fromkeys(STAGES)}
-    tokenizer = smollm2_hf_folder(work, locate(parse_ref(EMBEDDED_REF)))
-    tools = shared_tools(work)
-    folder = build_tiny_folder(family, work, tokenizer)
-    reference = reference_logits(folder, INPUT_IDS)
-    stage = "convert"
-    try:
-        f16 = convert(folder, store=store, settings=settings, tools=tools)
-        result["convert"] = True
-        stage = "quantize"
-        q8_0 = quantize(f16, store=store, settings=settings, qtype="Q8_0")
-        result["quantize"] = True
-        stage = "runs"
-        for kind, manifest in (("f16", f16), ("q8_0", q8_0)):
-            found = compare(llama_logits(store.weights_path(manifest), INPUT_IDS), reference)
-            result["runs"] = True
-            result[f"{kind}_found"] = found
-            result[kind] = within(found, kind)
-    except Exception as err:  # noqa: BLE001 (the matrix records any failure, with its reason)
-        result[stage] = False
-        result["error"] = f"{stage}: {_reason(err)}"
-    return result
+def input_ids(family: str) -> list[int]:
+    """The fixed input in `family`'s vocabulary: INPUT_IDS, or for SPM_FAMILIES <bos> and the
+    tiny SentencePiece tokenizer's ids of TEXT, as many positions as INPUT_IDS."""
+    if family in SPM_FAMILIES:
+        return spm_ids(TEXT)[: len(INPUT_IDS)]
+    return INPUT_IDS

@@ -18,7 +18,10 @@ def fetch(
     if not path.exists():
         raise SourceNotFound(f"no such file: {path}; check the path")
     if not path.is_file():
-        raise SourceNotFound(f"{path} is not a file; give the path of a model file (.gguf)")
+        raise SourceNotFound(
+            f"{path} is not a file, nor a model folder (it has no config.json); give the path "
+            "of a model file (.gguf) or of a Hugging Face model folder"
+        )
     digest = blobs.import_file(path, progress=progress)
     return Fetched(
         digest=digest, size=path.stat().st_size, filename=path.name, uri=str(path.resolve())

@@ -1,0 +1,160 @@
+"""Pull a Hugging Face model folder (config.json, *.safetensors, tokenizer files) as one model.
+
+Every top-level file becomes a blob and a FileEntry with its role; every file is scanned.
+The folder is checked before anything is copied (a config, safetensors weights, shards the
+index names, no `auto_map` code), and checked again on the stored bytes, which are the ones
+a loader reads. Nothing is stored when a check fails or a file cannot be verified.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from owl.errors import ModelFormatError, NameClash, OwlError
+from owl.formats.hf_folder import (
+    CARD,
+    MAX_CARD,
+    check_no_remote_code,
+    check_weights,
+    file_role,
+    is_plain_filename,
+    list_folder,
+    read_hf_files,
+)
+from owl.store.blobs import Progress, sha256_file
+from owl.store.manifest import FileEntry, Manifest, Source
+from owl.store.ref import ModelName, RefKind
+from owl.store.scans import scan_entries
+from owl.store.snapshots import listing_digest
+from owl.store.store import Store
+
+log = logging.getLogger(__name__)
+FORMAT = "safetensors"
+
+
+def model_files(folder: Path) -> dict[str, Path]:
+    """The files of the model folder that owl stores, checked; {name: path} sorted by name.
+
+    Files whose names are not plain (spaces, odd characters) are skipped with a warning:
+    names become paths in the store's snapshot folders. Sub-folders are not part of it.
+    """
+    files: dict[str, Path] = {}
+    for name, path in list_folder(folder).items():
+        if is_plain_filename(name):
+            files[name] = path
+        else:
+            log.warning("%s: skipping %r, not a plain file name", folder, name[:120])
+    check_weights(files, where=str(folder))
+    check_no_remote_code(files)
+    return files
+
+
+def pull_folder(
+    folder: Path,
+    *,
+    store: Store,
+    target: ModelName,
+    catalog: str | None = None,
+    alias: str | None = None,
+    user_license: str | None = None,
+    parameters: dict | None = None,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Store the model folder at `folder` (resolved) as `target`; returns its manifest.
+
+    Pulling the same folder again returns the stored model (restoring lost blobs); a folder
+    whose files changed since raises NameClash, as a different file would.
+    """
+    files = model_files(folder)
+    entries = [
+        FileEntry(
+            role=file_role(name), filename=name, digest=sha256_file(path), size=path.stat().st_size
+        )
+        for name, path in files.items()
+    ]
+    existing = store.find(target)
+    if existing is not None and listing_digest(existing.files) != listing_digest(entries):
+        raise NameClash(
+            f"'{target}' was pulled from {folder}, whose files have changed since; pull it "
+            f"with --name OTHER, or `owl rm {target}` first and pull it again"
+        )
+    added = _import(entries, files, store=store, progress=progress)
+    try:
+        if existing is not None:
+            return existing
+        stored = {entry.filename: store.blobs.path(entry.digest) for entry in entries}
+        check_no_remote_code(stored)  # the bytes a loader will read, not the folder's now
+        scans = scan_entries(store, entries, model=str(target))
+        for entry in entries:
+            record = scans[entry.digest]
+            if record.verdict == "unverified":
+                raise ModelFormatError(
+                    f"{entry.filename} could not be verified as {record.format or 'a known '}"
+                    f" file, so nothing was stored ({record.error})"
+                )
+        info = read_hf_files(stored, where=str(folder))
+    except OwlError:
+        unused = set(added) - store.used_digests()
+        for digest in unused:
+            store.blobs.remove(digest)
+        raise
+    # Imported here: owl.licenses reads manifests, so it imports the store.
+    from owl.licenses.discover import find_license
+
+    chosen, found, notes = find_license(
+        card_text=_card(stored), catalog=catalog, alias=alias, user=user_license
+    )
+    for note in notes:
+        log.warning("%s: %s", target, note)
+    manifest = Manifest(
+        name=target.name,
+        tag=target.tag,
+        format=FORMAT,
+        files=entries,
+        source=Source(kind=RefKind.FILE, uri=str(folder)),
+        license=chosen,
+        license_sources=found,
+        parameters=parameters or {},
+        info=info.summary(),
+        scans=scans,
+    )
+    store.save(manifest)
+    return manifest
+
+
+def _import(
+    entries: list[FileEntry],
+    files: dict[str, Path],
+    *,
+    store: Store,
+    progress: Progress | None,
+) -> list[str]:
+    """Copy the files whose blobs are missing; the digests added. A file that changed since
+    it was hashed raises DigestMismatch (and what was added before it is removed)."""
+    missing = {entry.digest: entry for entry in entries if not store.blobs.has(entry.digest)}
+    total = sum(entry.size for entry in missing.values())
+    done = 0
+    added: list[str] = []
+    try:
+        for digest, entry in missing.items():
+
+            def step(copied: int, _total: int | None, offset: int = done) -> None:
+                if progress:
+                    progress(offset + copied, total)
+
+            store.blobs.import_file(files[entry.filename], expected=digest, progress=step)
+            added.append(digest)
+            done += entry.size
+    except BaseException:
+        for digest in set(added) - store.used_digests():
+            store.blobs.remove(digest)
+        raise
+    return added
+
+
+def _card(stored: dict[str, Path]) -> str | None:
+    if CARD not in stored:
+        return None
+    with stored[CARD].open("rb") as handle:
+        return handle.read(MAX_CARD).decode("utf-8", errors="replace")
