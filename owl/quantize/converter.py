@@ -45,7 +45,13 @@ DISTRIBUTION = "llama-cpp-python"
 OUTTYPES = ("f16", "bf16", "f32", "q8_0")
 SCRIPT = "convert_hf_to_gguf.py"
 # What is taken from the sdist's vendor/llama.cpp/: the script, its package, its gguf-py.
-_WANTED = (("convert_hf_to_gguf.py",), ("conversion",), ("gguf-py", "gguf"))
+_WANTED = (
+    ("convert_hf_to_gguf.py",),
+    ("convert_lora_to_gguf.py",),  # PEFT adapters → GGUF LoRA (owl tune's export)
+    ("conversion",),
+    ("gguf-py", "gguf"),
+)
+LORA_SCRIPT = "convert_lora_to_gguf.py"
 _VENDOR = ("vendor", "llama.cpp")
 # Modules the converter imports (owl[convert]); gguf-py's own needs come with huggingface-hub.
 _NEEDS = {
@@ -106,8 +112,17 @@ class Converter:
         return self.root / SCRIPT
 
     @property
+    def lora_script(self) -> Path:
+        return self.root / LORA_SCRIPT
+
+    @property
     def gguf_py(self) -> Path:
         return self.root / "gguf-py"
+
+    @property
+    def complete(self) -> bool:
+        """Whether every script owl runs is there (an older owl extracted fewer)."""
+        return self.script.is_file() and self.lora_script.is_file()
 
 
 def llama_cpp_version() -> str:
@@ -141,12 +156,16 @@ def ensure_converter(
     if not _VERSION_RE.match(version):
         raise ConversionError(f"unexpected {DISTRIBUTION} version {version!r}")
     target = tools / f"llama.cpp-converter-{version}"
-    if target.is_dir():
+    if Converter(version, target).complete:
         return Converter(version, target)
     tools.mkdir(parents=True, exist_ok=True)
     with FileLock(str(tools / f".llama.cpp-converter-{version}.lock")):
-        if target.is_dir():  # another process made it while this one waited
+        if Converter(version, target).complete:  # another process made it meanwhile
             return Converter(version, target)
+        if target.is_dir():  # extracted by an older owl, without every script: again
+            stale = target.with_name(f".{target.name}-stale-{os.getpid()}")
+            os.replace(target, stale)
+            shutil.rmtree(stale, ignore_errors=True)
         cached = tools / sdist_name(version)
         if cached.is_file():
             _install(cached, target, status)
