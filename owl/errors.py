@@ -209,3 +209,31 @@ class NotEmbeddable(OwlError, ValueError):
 
     http_status = 400
     code = "model_cannot_embed"
+
+
+class TrainingDataError(OwlError, ValueError):
+    """A training or eval file (JSONL) that owl tune cannot use; the message names the line."""
+
+    http_status = 400
+    code = "invalid_training_data"
+
+
+class TuneError(OwlError, RuntimeError):
+    """A fine-tuning run that cannot start, resume or finish (the message says why)."""
+
+    http_status = 500
+    code = "tune_failed"
+
+
+class AdapterMismatch(OwlError, ValueError):
+    """A LoRA adapter asked for with a base it was not made for (or a model that is none)."""
+
+    http_status = 400
+    code = "adapter_mismatch"
+
+
+class TeacherError(OwlError, RuntimeError):
+    """A distillation teacher that cannot answer: unreachable, refusing, or nothing usable."""
+
+    http_status = 502
+    code = "teacher_failed"

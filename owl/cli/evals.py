@@ -1,4 +1,4 @@
-"""owl eval perplexity | kld: how good a model is on a text, and what a quantization cost."""
+"""owl eval perplexity | kld | extraction: how good a model is on a text or a task."""
 
 from __future__ import annotations
 
@@ -156,8 +156,68 @@ def kld_command(
         console.print(f"  {label:<15} {value}")
 
 
+def extraction_command(
+    model: ModelArg,
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            help="The eval split: chat JSONL whose last assistant turn is the expected JSON.",
+        ),
+    ] = Path("data/extraction/eval.jsonl"),
+    adapter: Annotated[
+        list[str] | None,
+        typer.Option("--adapter", help="A LoRA adapter in the store to apply (repeatable)."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Score only the first N examples.", min=1)
+    ] = None,
+    parallel: Annotated[
+        int,
+        typer.Option(
+            help="Answers generated at once: faster, but near-ties can then differ run to run.",
+            min=1,
+        ),
+    ] = 1,
+    json_output: Json = False,
+    threads: Threads = None,
+    allow_unsafe: AllowUnsafe = False,
+) -> None:
+    """Exact match and JSON validity of MODEL's greedy answers on an extraction split."""
+    from owl.evals.extraction import extraction
+
+    config = load_settings(threads=threads)
+    store = open_store(config)
+    with _progress("answering") as progress:
+        result = extraction(
+            model,
+            data=data,
+            adapters=adapter or (),
+            limit=limit,
+            parallel=parallel,
+            store=store,
+            settings=config,
+            allow_unsafe=allow_unsafe,
+            progress=progress,
+        )
+    if json_output:
+        _print_json(result.to_json())
+        return
+    with_adapters = f" + {', '.join(result.adapters)}" if result.adapters else ""
+    console.print(f"[bold]{result.model}{with_adapters}[/bold] on {data.name}:")
+    console.print(
+        f"  exact match  [bold]{100 * result.exact_match:.1f} %[/bold] "
+        f"({result.exact}/{result.examples})"
+    )
+    console.print(
+        f"  valid JSON   {100 * result.json_valid:.1f} % ({result.valid}/{result.examples})"
+    )
+    console.print(f"  answered in  {result.seconds:.1f} s")
+
+
 eval_app.command("perplexity")(perplexity_command)
 eval_app.command("kld")(kld_command)
+eval_app.command("extraction")(extraction_command)
 
 
 def register(app: typer.Typer) -> None:

@@ -22,7 +22,9 @@ def _register() -> None:
     from owl.cli import (
         catalog,
         convert,
+        distill,
         evals,
+        export,
         license,
         lock,
         models,
@@ -31,9 +33,25 @@ def _register() -> None:
         run,
         scan,
         serve,
+        tune,
     )
 
-    for module in (models, run, serve, ps, scan, catalog, license, lock, convert, quantize, evals):
+    for module in (
+        models,
+        run,
+        serve,
+        ps,
+        scan,
+        catalog,
+        license,
+        lock,
+        convert,
+        quantize,
+        evals,
+        distill,
+        export,
+        tune,
+    ):
         module.register(app)
 
 

@@ -126,7 +126,7 @@ def list_command(json_output: JSON = False) -> None:
         table.add_row(
             manifest.display_name,
             human_bytes(manifest.size),
-            manifest.format,
+            f"{manifest.format} LoRA" if manifest.info.get("adapter") else manifest.format,
             manifest.info.get("quantization") or "-",
             human_count(manifest.info.get("parameters")),
             manifest.license or "-",
@@ -197,6 +197,7 @@ def show_command(
         return
     rows = [
         ("name", manifest.display_name),
+        *([("adapter", _adapter_cell(manifest))] if manifest.info.get("adapter") else []),
         ("architecture", _architecture(info)),
         (
             "parameters",
@@ -236,6 +237,27 @@ def _architecture(info: ModelInfo) -> str:
     if model_class and model_class != info.architecture:
         return f"{info.architecture or '-'} ({model_class})"
     return info.architecture or "-"
+
+
+def _adapter_cell(manifest: Manifest) -> str:
+    """'LoRA of smollm2 (rank 8, 200 steps, train loss 0.412, eval loss 0.530)'."""
+    tuned = manifest.info.get("tune") or {}
+    figures = [
+        f"rank {tuned['rank']}" if tuned.get("rank") else None,
+        f"{tuned['steps']} steps" if tuned.get("steps") else None,
+        *(
+            f"{label} loss {tuned[key]:.3f}"
+            for key, label in (("train_loss", "train"), ("eval_loss", "eval"))
+            if isinstance(tuned.get(key), int | float)
+        ),
+    ]
+    shown = ", ".join(figure for figure in figures if figure)
+    base = manifest.info.get("base") or "?"
+    return (
+        f"LoRA of {base}"
+        + (f" ({shown})" if shown else "")
+        + f"; `owl run {base} --adapter {manifest.display_name}`"
+    )
 
 
 def _files_cell(manifest: Manifest) -> str:

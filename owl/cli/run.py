@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -62,6 +63,22 @@ def _chat(model: Model, system: str | None, params: SamplingParams) -> None:
         history.append({"role": "assistant", "content": reply})
 
 
+def _scales(given: list[float] | None, adapters: int) -> list[float] | None:
+    """--adapter-scale values, one per adapter: a single value applies to every adapter."""
+    if not given:
+        return None
+    if not adapters:
+        raise typer.BadParameter("--adapter-scale needs an --adapter")
+    if len(given) == 1:
+        return given * adapters
+    if len(given) != adapters:
+        raise typer.BadParameter(
+            f"--adapter-scale: {len(given)} values for {adapters} adapters; give one, or one "
+            "per --adapter"
+        )
+    return given
+
+
 def run_command(
     model: Annotated[str, typer.Argument(help="A model name, file, URL or hf: reference.")],
     prompt: Annotated[str | None, typer.Argument(help="Omit for an interactive chat.")] = None,
@@ -80,6 +97,19 @@ def run_command(
         int | None, typer.Option(help="Context window in tokens (0 = the model's).")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
+    adapter: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Apply this LoRA adapter (a stored name or a .gguf file; repeatable).",
+        ),
+    ] = None,
+    adapter_scale: Annotated[
+        list[float] | None,
+        typer.Option(
+            help="How strongly to apply the adapter (1.0 = as tuned, 0 = off): one for all "
+            "adapters, or one per --adapter in order.",
+        ),
+    ] = None,
     allow_unsafe: Annotated[
         bool,
         typer.Option(
@@ -89,18 +119,30 @@ def run_command(
         ),
     ] = False,
 ) -> None:
-    """Answer PROMPT with MODEL, streaming the reply; without PROMPT, chat."""
+    """Answer PROMPT with MODEL, streaming the reply; without PROMPT, chat.
+
+    MODEL may be a LoRA adapter (its base is loaded with it), or BASE+ADAPTER.
+    """
     from owl import engine
+    from owl.engine.adapters import is_adapter, split_combination
 
     config = load_settings(ctx=ctx, threads=threads)
     store = open_store(config)
-    manifest = resolve(model, store=store, settings=config, pull_missing=True)
+    # "BASE+ADAPTER[+…]", the server's spelling, is taken too (a file's path is never split).
+    names = [model] if Path(model).expanduser().exists() else split_combination(model)
+    manifest = resolve(names[0], store=store, settings=config, pull_missing=True)
+    adapters = [
+        resolve(name, store=store, settings=config, pull_missing=True)
+        for name in [*names[1:], *(adapter or [])]
+    ]
     loaded = engine.load(
         manifest,
         store=store,
         settings=config,
         allow_unsafe=allow_unsafe,
         by="owl run --allow-unsafe",
+        adapters=adapters,
+        scales=_scales(adapter_scale, len(adapters) + is_adapter(manifest, store=store)),
     )
     try:
         params = loaded.sampling(

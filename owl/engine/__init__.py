@@ -6,21 +6,28 @@ Hugging Face safetensors folders (families llama.cpp cannot run), imported only 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from owl.config import Settings
 from owl.engine.backend import Backend
 from owl.engine.model import Delta, Model, Usage
 from owl.engine.sampling import SamplingParams
-from owl.errors import EngineError
+from owl.errors import AdapterMismatch, EngineError
 from owl.store import Manifest, Store
 
 
-def _llamacpp(path: Path, *, n_ctx: int, threads: int, slots: int = 1) -> Backend:
+def _llamacpp(
+    path: Path,
+    *,
+    n_ctx: int,
+    threads: int,
+    slots: int = 1,
+    adapters: Sequence[tuple[Path, float]] = (),
+) -> Backend:
     from owl.engine.llamacpp import LlamaCppBackend
 
-    return LlamaCppBackend(path, n_ctx=n_ctx, threads=threads, slots=slots)
+    return LlamaCppBackend(path, n_ctx=n_ctx, threads=threads, slots=slots, adapters=adapters)
 
 
 # What the transformers backend needs beyond owl's own dependencies (pyproject's extra).
@@ -63,16 +70,44 @@ def load(
     allow_unsafe: bool = False,
     by: str = "owl",
     slots: int = 1,
+    adapters: Sequence[Manifest] = (),
+    scales: Sequence[float] | None = None,
 ) -> Model:
     """Load a stored model with the backend for its format, if its scan verdict is clean.
 
     UnsafeModel/UnverifiedModel otherwise; `allow_unsafe` loads it anyway and records
     that in the manifest, naming `by` (the command that asked). `slots`: how many
     generations a backend that batches runs at once (the server's --parallel).
+
+    `adapters`: stored LoRA adapters to apply (llama.cpp, GGUF bases only), each with its
+    scale in `scales` (default 1.0 each); each must pass its own scan and fit the base
+    (owl/engine/adapters.py), else AdapterMismatch. `manifest` may itself be an adapter:
+    its recorded base is loaded with it, the adapter first (scale 1.0 unless `scales` has
+    one more entry than `adapters`).
     """
+    from owl.engine.adapters import base_of, check_fits, combination_name, is_adapter
     from owl.scan.policy import require_loadable
 
+    adapters = list(adapters)
+    if is_adapter(manifest, store=store):
+        adapters.insert(0, manifest)
+        if scales is not None and len(scales) == len(adapters) - 1:
+            scales = [1.0, *scales]  # the scales were given for the other adapters
+        manifest = base_of(manifest, store=store)
+    if scales is None:
+        scales = [1.0] * len(adapters)
+    if len(scales) != len(adapters):
+        raise AdapterMismatch(
+            f"{len(scales)} adapter scale(s) for {len(adapters)} adapter(s): give one scale "
+            "per adapter"
+        )
     manifest = require_loadable(manifest, store=store, allow_unsafe=allow_unsafe, by=by)
+    for adapter in adapters:
+        check_fits(adapter, manifest, store=store)
+    adapters = [
+        require_loadable(adapter, store=store, allow_unsafe=allow_unsafe, by=by)
+        for adapter in adapters
+    ]
     factory = BACKENDS.get(manifest.format)
     if factory is None:
         raise EngineError(
@@ -82,10 +117,15 @@ def load(
     path = store.model_dir(manifest) if manifest.is_folder else store.weights_path(manifest)
     size = context_size(manifest, settings)
     if factory is _llamacpp:
-        backend = factory(path, n_ctx=size, threads=settings.threads, slots=slots)
+        applied = [
+            (store.weights_path(adapter), scale)
+            for adapter, scale in zip(adapters, scales, strict=True)
+        ]
+        backend = factory(path, n_ctx=size, threads=settings.threads, slots=slots, adapters=applied)
     else:
         backend = factory(path, n_ctx=size, threads=settings.threads)
-    return Model(backend, name=manifest.display_name, defaults=manifest.parameters)
+    name = combination_name(manifest, adapters) if adapters else manifest.display_name
+    return Model(backend, name=name, defaults=manifest.parameters)
 
 
 __all__ = ["BACKENDS", "Backend", "Delta", "Model", "SamplingParams", "Usage", "load"]

@@ -2,14 +2,16 @@
 
 One llama.cpp context holds `slots` KV-cache sequences of `n_ctx` cells each — every
 request gets the whole context window, as with `owl run` — and owl/engine/scheduler.py
-batches the generations over them.
+batches the generations over them. LoRA adapters apply to the whole context (every slot), so
+a base with adapters is a backend of its own; the base's weights are mmapped, shared by the
+OS page cache with any other backend of the same file.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,13 @@ class LlamaCppBackend:
     """A GGUF model loaded in llama.cpp. Its scheduler owns the context; `submit` generates."""
 
     def __init__(
-        self, path: Path, *, n_ctx: int, threads: int | None = None, slots: int = 1
+        self,
+        path: Path,
+        *,
+        n_ctx: int,
+        threads: int | None = None,
+        slots: int = 1,
+        adapters: Sequence[tuple[Path, float]] = (),
     ) -> None:
         import llama_cpp
         from llama_cpp._internals import LlamaContext, LlamaModel
@@ -71,9 +79,41 @@ class LlamaCppBackend:
                 f"llama.cpp could not make {slots} context(s) of {self._slot_ctx} tokens for "
                 f"{path.name}; try a smaller --ctx or fewer --parallel slots"
             ) from err
+        self._adapters: list[Any] = []
+        try:
+            self._apply_adapters(adapters)
+        except EngineError:
+            self._close_model()
+            raise
         self._batch = llama_cpp.llama_batch_init(BATCH_SIZE, 0, 1)
         self._slots = slots
         self.scheduler = Scheduler(self, worker=engine_thread())
+
+    def _apply_adapters(self, adapters: Sequence[tuple[Path, float]]) -> None:
+        llama_cpp = self._llama_cpp
+        for path, _ in adapters:
+            adapter = llama_cpp.llama_adapter_lora_init(self._model.model, str(path).encode())
+            if not adapter:
+                raise EngineError(
+                    f"llama.cpp could not load the LoRA adapter {path.name}: it is damaged, or "
+                    "made for another base model (its tensors do not match this one's)"
+                )
+            self._adapters.append(adapter)
+        if not adapters:
+            return
+        count = len(self._adapters)
+        handles = (llama_cpp.llama_adapter_lora_p_ctypes * count)(*self._adapters)
+        scales = (ctypes.c_float * count)(*(float(scale) for _, scale in adapters))
+        if llama_cpp.llama_set_adapters_lora(self._context.ctx, handles, count, scales) != 0:
+            raise EngineError("llama.cpp could not apply the LoRA adapters to the context")
+
+    def _close_model(self) -> None:
+        """Free the context, the adapters and the model (after the scheduler has stopped)."""
+        self._context.close()
+        for adapter in self._adapters:  # after the context that used them
+            self._llama_cpp.llama_adapter_lora_free(adapter)
+        self._adapters = []
+        self._model.close()
 
     # The Backend protocol (owl/engine/backend.py):
     @property
@@ -161,8 +201,7 @@ class LlamaCppBackend:
         if self._batch is not None:
             llama_batch_free(self._batch)
             self._batch = None
-        self._context.close()
-        self._model.close()
+        self._close_model()
 
     # The scheduler's Decoder (owl/engine/scheduler.py), called on the engine thread only:
     @property

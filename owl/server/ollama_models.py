@@ -40,25 +40,38 @@ def details(manifest: Manifest) -> dict[str, Any]:
     }
 
 
-def tag_entry(manifest: Manifest) -> dict[str, Any]:
-    """One model of /api/tags."""
-    name = tagged_name(manifest)
+def tag_entry(
+    manifest: Manifest, *, adapter_of: str | None = None, name: str | None = None
+) -> dict[str, Any]:
+    """One model of /api/tags. `adapter_of`: a LoRA adapter's base (owl.engine.adapters),
+    shown in details.family; `name`: a loaded combination's ("base:tag+adapter:tag")."""
+    name = name or tagged_name(manifest)
+    entry_details = details(manifest)
+    if adapter_of is not None:
+        entry_details["family"] = f"lora adapter of {adapter_of}" if adapter_of else "lora adapter"
+        entry_details["parent_model"] = adapter_of
     return {
         "name": name,
         "model": name,
         "modified_at": rfc3339(manifest.pulled_at),
         "size": manifest.size,
         "digest": manifest.weights.digest.removeprefix("sha256:"),
-        "details": details(manifest),
+        "details": entry_details,
     }
 
 
 def ps_entry(
-    manifest: Manifest, *, memory: int, expires_at: datetime | None, context_length: int
+    manifest: Manifest,
+    *,
+    memory: int,
+    expires_at: datetime | None,
+    context_length: int,
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """One loaded model of /api/ps: `size` is its estimated memory, as Ollama reports it."""
+    """One loaded model of /api/ps: `size` is its estimated memory, as Ollama reports it.
+    `name`: a loaded base-with-adapters' name (the pool's Loaded.name)."""
     return {
-        **tag_entry(manifest),
+        **tag_entry(manifest, name=name),
         "size": memory,
         "expires_at": rfc3339(expires_at or datetime.now(UTC) + _FOREVER),
         "size_vram": 0,  # owl's engine runs on the CPU

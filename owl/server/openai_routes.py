@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from owl.engine import Delta, Model, SamplingParams, Usage
+from owl.engine.adapters import adapter_of
 from owl.engine.scheduler import TokenLogprob
 from owl.engine.stream import DeltaStream
 from owl.errors import InvalidPrompt, ModelNotFound, OwlError
@@ -99,8 +100,15 @@ def _streaming_response(events: AsyncIterator[str]) -> ClosingStreamingResponse:
 
 @router.get("/models")
 async def list_models(request: Request) -> dict[str, Any]:
-    manifests = await run_in_threadpool(_pool(request).store.list)
-    return {"object": "list", "data": [_model_card(manifest) for manifest in manifests]}
+    store = _pool(request).store
+
+    def cards() -> list[dict[str, Any]]:
+        return [
+            _model_card(manifest, adapter_of=adapter_of(manifest, store=store))
+            for manifest in store.list()
+        ]
+
+    return {"object": "list", "data": await run_in_threadpool(cards)}
 
 
 @router.get("/models/{model_id:path}")
@@ -113,13 +121,17 @@ async def get_model(model_id: str, request: Request) -> dict[str, Any]:
     return _model_card(manifest)
 
 
-def _model_card(manifest: Any) -> dict[str, Any]:
-    return {
+def _model_card(manifest: Any, *, adapter_of: str | None = None) -> dict[str, Any]:
+    card = {
         "id": manifest.display_name,
         "object": "model",
         "created": int(manifest.pulled_at.timestamp()),
         "owned_by": "owl",
     }
+    if adapter_of is not None:  # a LoRA adapter: ask for it as "BASE+ADAPTER" or by itself
+        card["owned_by"] = f"lora adapter of {adapter_of}" if adapter_of else "lora adapter"
+        card["adapter_of"] = adapter_of
+    return card
 
 
 def _seeded(params: SamplingParams, index: int) -> SamplingParams:

@@ -7,6 +7,12 @@ running, streaming included) and its scheduler has no generation running or wait
 Before a load, idle models are unloaded, least recently used first, until the new one
 fits OWL_MAX_MEMORY and OWL_MAX_LOADED; when the others are busy the load waits up to
 OWL_LOAD_WAIT for one to become idle, then answers 503 (NoRoomForModel).
+
+A request may name a base with LoRA adapters, "BASE+ADAPTER[+ADAPTER…]", or an adapter
+alone (its recorded base is loaded with it): each combination is a model of its own (llama.cpp
+applies adapters to a whole context), keyed by every file's digest; the base's weights are
+mmapped, so the combinations of one base share them in the page cache, but each counts its
+own estimate (base + adapters + its KV cache) against the budget.
 """
 
 from __future__ import annotations
@@ -23,6 +29,14 @@ from starlette.concurrency import run_in_threadpool
 from owl import engine
 from owl.config import Settings
 from owl.engine import Model
+from owl.engine.adapters import (
+    SEPARATOR,
+    base_of,
+    check_fits,
+    combination_name,
+    is_adapter,
+    split_combination,
+)
 from owl.errors import ModelNotFound, NoRoomForModel
 from owl.formats import inspect
 from owl.formats.info import human_bytes
@@ -46,10 +60,12 @@ class Loaded:
     keep_alive: float  # seconds after the last use; negative: forever
     last_used: float = field(default_factory=time.monotonic)
     holders: set[asyncio.Task] = field(default_factory=set)  # requests using it
+    adapters: list[Manifest] = field(default_factory=list)  # LoRA adapters on the base
 
     @property
     def name(self) -> str:
-        return self.manifest.display_name
+        """The base's name, with "+adapter" for each adapter applied."""
+        return combination_name(self.manifest, self.adapters)
 
     @property
     def in_use(self) -> int:
@@ -94,7 +110,26 @@ class ModelPool:
         self._soon: set[asyncio.Task] = set()  # sweeps asked for by keep_alive 0
 
     def manifest(self, name: str) -> Manifest:
-        """The stored model a request names. Only store names: a request never reads a path."""
+        """The stored model a request names. Only store names: a request never reads a path.
+
+        For "BASE+ADAPTER…" (or an adapter alone): the base, once every part is found.
+        """
+        if SEPARATOR in name:
+            return self.combination(name)[0]
+        return self._stored(name)
+
+    def combination(self, name: str) -> tuple[Manifest, list[Manifest]]:
+        """(base, adapters) that `name` asks for: "BASE+A1+A2", an adapter alone (with its
+        recorded base), or a plain model (no adapters). AdapterMismatch when one does not fit."""
+        base, *adapters = [self._stored(part) for part in split_combination(name)]
+        if is_adapter(base, store=self.store):
+            adapters.insert(0, base)
+            base = base_of(base, store=self.store)
+        for adapter in adapters:
+            check_fits(adapter, base, store=self.store)
+        return base, adapters
+
+    def _stored(self, name: str) -> Manifest:
         ref = parse_ref(name)
         if ref.kind is not RefKind.NAME:
             raise ModelNotFound(f"model '{name}' does not exist; GET /v1/models lists the models")
@@ -105,15 +140,16 @@ class ModelPool:
 
         `keep_alive`: seconds it stays loaded after this request (None: OWL_KEEP_ALIVE).
         """
-        manifest = await run_in_threadpool(self.manifest, name)
+        manifest, adapters = await run_in_threadpool(self.combination, name)
         if self.lock is not None:
-            check_locked(manifest, self.lock)
-        # By name and digest: a name pulled again with other weights loads the new ones.
-        key = f"{manifest.display_name}@{manifest.weights.digest}"
+            for pinned in (manifest, *adapters):
+                check_locked(pinned, self.lock)
+        # By names and digests: a name pulled again with other weights loads the new ones.
+        key = SEPARATOR.join(f"{m.display_name}@{m.weights.digest}" for m in (manifest, *adapters))
         entry = self._entries.get(key)
         if entry is None:
             async with self._loading:
-                entry = self._entries.get(key) or await self._load(manifest, key)
+                entry = self._entries.get(key) or await self._load(manifest, key, adapters)
                 self._hold(entry, keep_alive)  # before the lock lets a sweep in
         else:
             self._hold(entry, keep_alive)
@@ -141,37 +177,43 @@ class ModelPool:
             self._soon.add(sweep)
             sweep.add_done_callback(self._soon.discard)
 
-    async def _load(self, manifest: Manifest, key: str) -> Loaded:
+    async def _load(self, manifest: Manifest, key: str, adapters: list[Manifest]) -> Loaded:
+        name = combination_name(manifest, adapters)
         memory = await run_in_threadpool(self._estimate, manifest)
+        memory += int(sum(adapter.size for adapter in adapters) * OVERHEAD)
         if memory > self.settings.max_memory:
             raise NoRoomForModel(
-                f"model '{manifest.display_name}' needs about {human_bytes(memory)} of memory "
+                f"model '{name}' needs about {human_bytes(memory)} of memory "
                 f"(weights and context) but the server's budget is "
                 f"{human_bytes(self.settings.max_memory)}; raise OWL_MAX_MEMORY, serve with a "
                 f"smaller --ctx, or use a smaller quantization (`owl fit {manifest.display_name}`)"
             )
         # The same name with other weights (pulled again) is replaced, not kept beside.
-        stale = [entry for entry in self._entries.values() if entry.name == manifest.display_name]
+        stale = [entry for entry in self._entries.values() if entry.name == name]
         for entry in stale:
             self._entries.pop(entry.key)
         try:
-            await self._make_room(memory, manifest.display_name)
+            await self._make_room(memory, name)
+            allowed = await run_in_threadpool(self._allowed_unsafe, manifest, *adapters)
             model = await run_in_threadpool(
                 partial(
                     engine.load,
                     manifest,
                     store=self.store,
                     settings=self.settings,
-                    allow_unsafe=self._allowed_unsafe(manifest),
+                    allow_unsafe=allowed,
                     by="owl serve --allow-unsafe",
                     slots=self.settings.parallel,
+                    adapters=adapters,
                 )
             )
         except BaseException:
             for entry in stale:  # the new weights did not load: the old ones serve on
                 self._entries[entry.key] = entry
             raise
-        entry = Loaded(key, model, manifest, memory, keep_alive=self.settings.keep_alive)
+        entry = Loaded(
+            key, model, manifest, memory, keep_alive=self.settings.keep_alive, adapters=adapters
+        )
         self._entries[key] = entry
         log.info("loaded %s (about %s)", entry.name, human_bytes(memory))
         for old in stale:
@@ -267,13 +309,21 @@ class ModelPool:
 
     def _named(self, name: str) -> list[Loaded]:
         try:
-            wanted = self.manifest(name).display_name
+            wanted = combination_name(*self.combination(name))
         except ModelNotFound:  # removed from the store while loaded: match the name as given
             wanted = name
         return [entry for entry in self._entries.values() if entry.name == wanted]
 
-    def _allowed_unsafe(self, manifest: Manifest) -> bool:
-        return bool({manifest.name, manifest.display_name} & self.allow_unsafe)
+    def _allowed_unsafe(self, *manifests: Manifest) -> bool:
+        # One flag loads a base with its adapters: set when every one of them that is not
+        # clean was let through by name (a clean one passes either way).
+        from owl.scan.policy import ensure_scanned, verdict_of
+
+        return all(
+            bool({manifest.name, manifest.display_name} & self.allow_unsafe)
+            or verdict_of(ensure_scanned(manifest, store=self.store)) == "clean"
+            for manifest in manifests
+        )
 
     def entries(self) -> list[Loaded]:
         """The loaded models, by name."""
