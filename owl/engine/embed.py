@@ -87,6 +87,10 @@ class Embedder:
         import llama_cpp
         from llama_cpp._internals import LlamaContext, LlamaModel
 
+        from owl.engine.llamacpp import quiet_llama_cpp
+
+        quiet_llama_cpp()
+
         self._llama_cpp = llama_cpp
         self.name = name or path.name
         # What Llama(verbose=False) does: llama.cpp's log lines only for errors.

@@ -10,6 +10,7 @@ OS page cache with any other backend of the same file.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from functools import cached_property
@@ -22,6 +23,13 @@ from owl.engine.sampling import SamplingParams
 from owl.engine.scheduler import Piece, Scheduler, Sink, TokenLogprob
 from owl.engine.worker import engine_thread
 from owl.errors import EngineError, InvalidPrompt
+
+
+def quiet_llama_cpp() -> None:
+    """Only llama.cpp's errors reach stderr: importing llama_cpp routes its log to stderr
+    at every level, a thousand lines per context, until its logger gets a level."""
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+
 
 # The last n tokens the repetition penalties look at: llama.cpp's default.
 PENALTY_LAST_N = 64
@@ -42,6 +50,8 @@ class LlamaCppBackend:
     ) -> None:
         import llama_cpp
         from llama_cpp._internals import LlamaContext, LlamaModel
+
+        quiet_llama_cpp()
 
         self._llama_cpp = llama_cpp
         threads = threads or os.cpu_count() or 1

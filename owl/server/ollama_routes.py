@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from owl import __version__
 from owl.engine import Delta, Model
+from owl.engine.adapters import adapter_of
 from owl.engine.stream import DeltaStream
 from owl.errors import ModelNotFound, OwlError
 from owl.formats import inspect
@@ -277,8 +278,15 @@ async def generate(request: Request) -> Any:
 
 @router.api_route("/api/tags", methods=["GET", "HEAD"])
 async def tags(request: Request) -> dict[str, Any]:
-    manifests = await run_in_threadpool(_pool(request).store.list)
-    return {"models": [tag_entry(manifest) for manifest in manifests]}
+    store = _pool(request).store
+
+    def entries() -> list[dict[str, Any]]:
+        return [
+            tag_entry(manifest, adapter_of=adapter_of(manifest, store=store))
+            for manifest in store.list()
+        ]
+
+    return {"models": await run_in_threadpool(entries)}
 
 
 @router.post("/api/show")
@@ -299,6 +307,7 @@ async def ps(request: Request) -> dict[str, Any]:
             memory=entry.memory,
             expires_at=entry.expires_at(),
             context_length=entry.model.n_ctx,
+            name=entry.name if "+" in entry.name else None,  # a base+adapter combination
         )
         for entry in _pool(request).entries()
     ]

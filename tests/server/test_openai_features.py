@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -280,3 +281,30 @@ def test_n_streams_every_choice_to_its_end(http: httpx.Client) -> None:
         if choice["finish_reason"]
     }
     assert finished == {0, 1}
+
+
+# --- many clients --------------------------------------------------------------------------
+
+EIGHT = [
+    "Name a fruit.",
+    "What is the capital of Italy?",
+    "Write a haiku about snow.",
+    "Count from one to five.",
+    "Name a colour.",
+    "What is 3 + 4?",
+    "Say hello in French.",
+    "Name a planet.",
+]
+
+
+def test_eight_concurrent_streams_each_equal_their_answer_alone(server: Server) -> None:
+    def streamed(prompt: str) -> str:
+        own = make_client(server)
+        chunks = chat(own, [{"role": "user", "content": prompt}], max_tokens=24, stream=True)
+        return "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+
+    alone = [streamed(prompt) for prompt in EIGHT]
+    assert len(set(alone)) == len(EIGHT)  # different answers, so a mix-up would show
+    with ThreadPoolExecutor(len(EIGHT)) as pool:
+        together = list(pool.map(streamed, EIGHT))
+    assert together == alone

@@ -1,0 +1,276 @@
+"""owl tune end to end on the real SmolLM2: training lowers the loss, resume is exact, and the
+exported GGUF LoRA is stored with its lineage, scans clean and loads in llama.cpp.
+
+Small on purpose (threads 1, max-len 64, a few steps): each test trains for seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from owl.errors import NameClash, TrainingDataError, TuneError
+from owl.tune import TuneOptions, run_dir, tune
+from owl.tune.base import chat_template, load_tokenizer
+from owl.tune.data import Encoded, Encoder, read_examples
+from owl.tune.train import evaluate, lora_model, train
+from tests.support.cli import owl
+from tests.tune.conftest import TuneBase
+
+pytestmark = pytest.mark.slow
+
+NAMES = ("Ada", "Bob", "Cy", "Dee", "Eve")
+
+
+def tiny_dataset(path: Path, count: int = 20) -> Path:
+    """`count` examples of all three shapes: names into a fixed JSON shape."""
+    lines = []
+    for index in range(count):
+        name = NAMES[index % len(NAMES)]
+        answer = json.dumps({"name": name})
+        if index % 3 == 0:
+            lines.append(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"Who is {name}?"},
+                        {"role": "assistant", "content": answer},
+                    ]
+                }
+            )
+        elif index % 3 == 1:
+            lines.append({"prompt": f"Name: {name}\nJSON:", "completion": f" {answer}"})
+        else:
+            lines.append({"text": f"{name} is written {answer}."})
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def encoded(tune_base: TuneBase, path: Path, max_len: int = 64) -> tuple[list[Encoded], int]:
+    tokenizer = load_tokenizer(tune_base.folder)
+    encoder = Encoder(tokenizer, chat_template(tokenizer), max_len=max_len)
+    return encoder.encode_all(read_examples(path), path=path), tokenizer.eos_token_id
+
+
+def adapter_tensors(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(folder / "adapter_model.safetensors")
+
+
+def test_training_lowers_the_loss(tune_base: TuneBase, tmp_path: Path) -> None:
+    items, pad_id = encoded(tune_base, tiny_dataset(tmp_path / "train.jsonl", count=4))
+    options = TuneOptions(max_steps=8, batch_size=2, lr=1e-3, dropout=0.0)
+    before = evaluate(
+        lora_model(tune_base.folder, options, "cpu"),
+        items,
+        batch_size=2,
+        pad_id=pad_id,
+        device="cpu",
+    )
+    result = train(
+        tune_base.folder,
+        items,
+        options=options,
+        run_dir=tmp_path / "run",
+        pad_id=pad_id,
+        identity={"test": 1},
+        eval_items=items,
+        threads=1,
+    )
+    assert result.steps == 8 and len(result.losses) == 8
+    assert len(result.eval_losses) == 4  # one per epoch of 2 steps
+    assert result.eval_losses[-1] < before - 0.5, (before, result.eval_losses)
+    assert result.tokens > 0 and result.tokens_per_s > 0
+    assert (result.adapter_dir / "adapter_model.safetensors").is_file()
+
+
+def test_a_stopped_run_resumes_to_the_same_adapter(tune_base: TuneBase, tmp_path: Path) -> None:
+    items, pad_id = encoded(tune_base, tiny_dataset(tmp_path / "train.jsonl", count=6))
+    common = {"batch_size": 2, "checkpoint_every": 2, "seed": 7}  # dropout on: RNG state matters
+
+    def run(folder: Path, max_steps: int, resume: bool = False, identity: dict | None = None):
+        return train(
+            tune_base.folder,
+            items,
+            options=TuneOptions(max_steps=max_steps, resume=resume, **common),
+            run_dir=folder,
+            pad_id=pad_id,
+            identity=identity or {"data": "same"},
+            threads=1,
+        )
+
+    whole = run(tmp_path / "whole", 5)  # crosses an epoch (3 steps) and a checkpoint
+    first = run(tmp_path / "parts", 2)
+    assert first.steps == 2
+    second = run(tmp_path / "parts", 5, resume=True)
+    assert second.resumed_from == 2 and second.steps == 5 and len(second.losses) == 3
+    assert second.losses == pytest.approx(whole.losses[2:], abs=1e-4)
+    expected, got = adapter_tensors(whole.adapter_dir), adapter_tensors(second.adapter_dir)
+    assert expected.keys() == got.keys() and expected
+    for key in expected:
+        assert (expected[key] - got[key]).abs().max() < 1e-5, key
+    # A checkpoint is not continued with other data or options.
+    with pytest.raises(TuneError, match="other data or options"):
+        run(tmp_path / "parts", 6, resume=True, identity={"data": "other"})
+    with pytest.raises(TuneError, match="no checkpoint"):
+        run(tmp_path / "nothing-here", 2, resume=True)
+
+
+def test_owl_tune_stores_a_clean_gguf_lora_with_its_lineage(
+    tune_base: TuneBase, tmp_path: Path
+) -> None:
+    data = tiny_dataset(tmp_path / "train.jsonl")
+    home = tune_base.settings.home
+    done = owl(
+        home,
+        "tune",
+        "smollm2",
+        "--data",
+        str(data),
+        "--eval",
+        str(data),
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "2",
+        "--max-len",
+        "64",
+        "--name",
+        "names",
+        "--json",
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads(done.stdout)
+    assert manifest["name"] == "names" and manifest["format"] == "gguf"
+    assert manifest["info"]["adapter"] == "lora" and manifest["info"]["base"] == "smollm2"
+    figures = manifest["info"]["tune"]
+    assert figures["steps"] == 4 and figures["rank"] == 8 and figures["examples"] == 20
+    assert figures["train_loss"] > 0 and figures["eval_loss"] > 0 and figures["tokens_per_s"] > 0
+    [parent] = manifest["parents"]
+    assert parent["name"] == "smollm2" and parent["relation"] == "fine-tuned"
+    assert parent["digest"] == tune_base.base.weights.digest
+    assert parent["license"] == manifest["license"] == tune_base.base.license == "apache-2.0"
+    roles = {entry["role"]: entry["filename"] for entry in manifest["files"]}
+    assert roles == {
+        "model": "names-lora-f16.gguf",
+        "peft": "adapter_model.safetensors",
+        "peft-config": "adapter_config.json",
+    }
+
+    stored = tune_base.store.get(_name("names"))
+    gguf = tune_base.store.weights_path(stored)
+    from owl.formats import inspect
+
+    metadata = inspect(gguf).metadata
+    assert metadata["general.type"] == "adapter" and metadata["adapter.type"] == "lora"
+    assert metadata["adapter.lora.alpha"] == 16.0
+    config = json.loads(
+        tune_base.store.model_dir(stored).joinpath("adapter_config.json").read_text()
+    )
+    assert config["base_model_name_or_path"] == "smollm2"  # no path of this machine
+
+    listed = owl(home, "list")
+    assert any("names" in line and "gguf LoRA" in line for line in listed.stdout.splitlines())
+    shown = owl(home, "show", "names")
+    assert "LoRA of smollm2 (rank 8, 4 steps" in " ".join(shown.stdout.split())
+
+    scanned = owl(home, "scan", "names")
+    assert scanned.returncode == 0, scanned.stdout + scanned.stderr
+    assert "clean" in scanned.stdout and "unsafe" not in scanned.stdout
+
+    assert _lora_loads(tune_base.store.weights_path(tune_base.base), gguf)
+
+    # The name is taken now; the checkpoints stay for --resume.
+    with pytest.raises(NameClash, match="--resume to continue its run"):
+        tune(
+            tune_base.base,
+            data=data,
+            name="names",
+            options=TuneOptions(max_steps=4),
+            store=tune_base.store,
+            settings=tune_base.settings,
+        )
+    assert any((run_dir(tune_base.settings, _name("names")) / "checkpoints").iterdir())
+
+
+def test_bad_data_fails_before_any_training(tune_base: TuneBase, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{"prompt": "no completion"}\n')
+    done = owl(tune_base.settings.home, "tune", "smollm2", "--data", str(bad), timeout=300)
+    assert done.returncode == 1
+    assert "line 2: unknown shape" in done.stderr
+    with pytest.raises(TrainingDataError, match="line 2"):
+        tune(
+            tune_base.base,
+            data=bad,
+            options=TuneOptions(),
+            store=tune_base.store,
+            settings=tune_base.settings,
+        )
+    assert not (tune_base.settings.home / "tune").exists()
+
+
+def test_leftover_checkpoints_need_resume_or_removal(tune_base: TuneBase, tmp_path: Path) -> None:
+    checkpoint = run_dir(tune_base.settings, _name("smollm2-lora")) / "checkpoints" / "step-000002"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "state.json").write_text("{}")
+    with pytest.raises(TuneError, match="add --resume to continue it"):
+        tune(
+            tune_base.base,
+            data=tiny_dataset(tmp_path / "train.jsonl"),
+            options=TuneOptions(),
+            store=tune_base.store,
+            settings=tune_base.settings,
+        )
+
+
+def _name(text: str):  # noqa: ANN202
+    from owl.store import parse_name
+
+    return parse_name(text)
+
+
+def _lora_loads(base_gguf: Path, adapter_gguf: Path) -> bool:
+    """Whether llama.cpp (llama-cpp-python's low-level API) accepts the adapter for the base."""
+    import llama_cpp
+
+    llama_cpp.llama_backend_init()
+    params = llama_cpp.llama_model_default_params()
+    model = llama_cpp.llama_model_load_from_file(str(base_gguf).encode(), params)
+    assert model, "the base did not load"
+    try:
+        adapter = llama_cpp.llama_adapter_lora_init(model, str(adapter_gguf).encode())
+        if not adapter:
+            return False
+        llama_cpp.llama_adapter_lora_free(adapter)
+        return True
+    finally:
+        llama_cpp.llama_model_free(model)
+
+
+def test_two_processes_take_the_steps_of_one(tune_base: TuneBase, tmp_path: Path) -> None:
+    from owl.tune.parallel import train_parallel
+
+    items, pad_id = encoded(tune_base, tiny_dataset(tmp_path / "train.jsonl", count=6))
+    # Dropout off: the processes draw their own masks. Batches of 4 over 6 examples: the
+    # epoch's second batch (2 examples) is split 1 + 1, and a third step starts epoch 2.
+    options = TuneOptions(max_steps=3, batch_size=4, dropout=0.0, lr=1e-3, seed=3)
+    common = {"options": options, "pad_id": pad_id, "identity": {"data": "same"}, "threads": 1}
+    one = train(tune_base.folder, items, run_dir=tmp_path / "one", **common)
+    two = train_parallel(tune_base.folder, items, nproc=2, run_dir=tmp_path / "two", **common)
+    assert two.steps == 3 and two.losses == pytest.approx(one.losses, abs=1e-4)
+    assert two.tokens == one.tokens  # counted over both processes' shares
+    expected, got = adapter_tensors(one.adapter_dir), adapter_tensors(two.adapter_dir)
+    for key in expected:
+        assert (expected[key] - got[key]).abs().max() < 1e-4, key
+    with pytest.raises(TuneError, match="smaller than --nproc"):
+        train_parallel(
+            tune_base.folder,
+            items,
+            nproc=4,
+            run_dir=tmp_path / "three",
+            **{**common, "options": TuneOptions(batch_size=2)},
+        )
