@@ -198,9 +198,17 @@ class LlamaCppBackend:
         *,
         prompt_logprobs: int | None = None,
         sample: bool = True,
+        cache_prompt: bool = True,
     ) -> None:
         """Generate for `tokens` in the running batch; sampled tokens go to `sink`."""
-        self.scheduler.submit(tokens, params, sink, prompt_logprobs=prompt_logprobs, sample=sample)
+        self.scheduler.submit(
+            tokens,
+            params,
+            sink,
+            prompt_logprobs=prompt_logprobs,
+            sample=sample,
+            cache_prompt=cache_prompt,
+        )
 
     def generate(self, tokens: list[int], params: SamplingParams) -> Iterator[int]:
         raise EngineError("the llama.cpp backend generates through submit() (batched)")

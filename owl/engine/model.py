@@ -116,13 +116,15 @@ class Model:
         *,
         prompt_logprobs: int | None = None,
         sample: bool = True,
+        cache_prompt: bool = True,
     ) -> DeltaStream[Delta]:
         """Stream text for `prompt_tokens`; the last Delta has finish_reason and usage.
 
         Generation runs on the engine thread — batched with the other generations where
         the backend can (`submit`), else one at a time — ahead of the reader; close the
         stream to stop it early. `prompt_logprobs` scores the prompt first (with that many
-        alternatives per token); `sample=False` only scores it.
+        alternatives per token); `sample=False` only scores it. `cache_prompt=False`
+        evaluates the whole prompt even where a slot holds its prefix (see scheduler.py).
         """
         if not prompt_tokens:
             raise InvalidPrompt(
@@ -140,7 +142,12 @@ class Model:
         submit = getattr(self.backend, "submit", None)
         if submit is not None:
             submit(
-                list(prompt_tokens), params, sink, prompt_logprobs=prompt_logprobs, sample=sample
+                list(prompt_tokens),
+                params,
+                sink,
+                prompt_logprobs=prompt_logprobs,
+                sample=sample,
+                cache_prompt=cache_prompt,
             )
             return stream
         wanted = [

@@ -155,7 +155,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     if tools:
         messages = openai_tools.with_tools(messages, tools, may_answer=may_answer)
     prompt = await run_in_threadpool(model.chat_tokens, messages)
-    streams = [start_generation(request, model, prompt, _seeded(params, i)) for i in range(body.n)]
+    streams = [
+        start_generation(request, model, prompt, _seeded(params, i), cache_prompt=body.cache_prompt)
+        for i in range(body.n)
+    ]
     ident, created = new_id("chatcmpl"), now()
 
     def chunk(text: str | None, finish: str | None, index: int = 0) -> dict[str, Any]:
@@ -282,6 +285,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
             _seeded(params, i),
             prompt_logprobs=score,
             sample=body.max_tokens != 0,
+            cache_prompt=body.cache_prompt,
         )
         for i in range(body.n)
     ]

@@ -37,6 +37,9 @@ class _Request(BaseModel):
     n: int = Field(default=1, ge=1, le=MAX_CHOICES, description="Choices, generated in one batch.")
     stream: bool = False
     stream_options: StreamOptions | None = None
+    # llama-server's field: false evaluates the whole prompt, never a slot's cached prefix,
+    # so that the answer cannot depend on earlier requests (docs/serve.md).
+    cache_prompt: bool = True
 
     @field_validator("stop")
     @classmethod

@@ -274,3 +274,33 @@ def test_two_processes_take_the_steps_of_one(tune_base: TuneBase, tmp_path: Path
             run_dir=tmp_path / "three",
             **{**common, "options": TuneOptions(batch_size=2)},
         )
+
+
+def test_resume_through_tune_replaces_the_stored_adapter(
+    tune_base: TuneBase, tmp_path: Path
+) -> None:
+    data = tiny_dataset(tmp_path / "train.jsonl", count=8)
+    common = {"batch_size": 2, "max_len": 64, "checkpoint_every": 2}
+    stage = {"store": tune_base.store, "settings": tune_base.settings, "name": "resumed"}
+    first = tune(tune_base.base, data=data, options=TuneOptions(max_steps=2, **common), **stage)
+    assert first.info["tune"]["steps"] == 2 and first.info["tune"]["resumed_from"] == 0
+    # Other data is another run: refused before training.
+    other = tiny_dataset(tmp_path / "other.jsonl", count=5)
+    with pytest.raises(TuneError, match="other data or options"):
+        tune(
+            tune_base.base,
+            data=other,
+            options=TuneOptions(max_steps=4, resume=True, **common),
+            **stage,
+        )
+    second = tune(
+        tune_base.base,
+        data=data,
+        options=TuneOptions(max_steps=4, resume=True, **common),
+        **stage,
+    )
+    assert second.info["tune"]["steps"] == 4 and second.info["tune"]["resumed_from"] == 2
+    assert second.weights.digest != first.weights.digest
+    [stored] = [m for m in tune_base.store.list() if m.name == "resumed"]
+    assert stored.weights.digest == second.weights.digest
+    assert not tune_base.store.blobs.has(first.weights.digest)  # the replaced GGUF is gone
