@@ -305,9 +305,11 @@ def test_the_converter_is_the_installed_llama_cpp_pythons(tools: Path) -> None:
     assert source["sdist"] == sdist_name(version)
     assert len(source["sha256"]) == 64
     # Only the converter came out of the 77 MB sdist: no C++ sources, no sdist left behind.
+    assert converter.lora_script.is_file() and converter.complete
     assert sorted(path.name for path in converter.root.iterdir()) == [
         "conversion",
         SCRIPT,
+        "convert_lora_to_gguf.py",
         "gguf-py",
         "owl-source.json",
     ]
