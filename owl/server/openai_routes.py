@@ -7,7 +7,8 @@ non-streaming share the same Delta iterator.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -35,7 +36,6 @@ from owl.server.streaming import ClosingStreamingResponse, sse
 
 log = logging.getLogger("owl.server")
 router = APIRouter(prefix="/v1")
-ChunkMaker = Callable[[str | None, str | None], dict[str, Any]]
 
 
 def _pool(request: Request) -> ModelPool:
@@ -52,39 +52,17 @@ def _usage(usage: Usage | None) -> dict[str, int] | None:
     }
 
 
-async def _collect(deltas: DeltaStream[Delta]) -> tuple[str, Delta]:
-    parts, last = [], None
-    with deltas:  # if this task is cancelled (shutdown), stop generating
-        async for delta in deltas:
-            parts.append(delta.text)
-            last = delta
-    assert last is not None and last.finish_reason is not None
-    return "".join(parts), last
-
-
-async def _events(
-    deltas: DeltaStream[Delta], make: ChunkMaker, *, include_usage: bool, first: dict | None = None
-) -> AsyncIterator[str]:
-    """SSE events for a stream: content chunks, a finishing chunk with usage, [DONE]."""
-    if first is not None:
-        yield sse(first)
+async def _guarded(events: AsyncIterator[str]) -> AsyncIterator[str]:
+    """`events`, then [DONE]. Once the stream has started a failure can only be reported
+    in-band: as an error event, never a silent hang-up. Closing this (the client went
+    away; see ClosingStreamingResponse) closes `events`, which stops the generations."""
     try:
-        # Closing the stream stops generation, also when the client disconnects (the
-        # response closes this generator; see ClosingStreamingResponse).
-        with deltas:
-            async for delta in deltas:
-                if delta.text:
-                    yield sse(make(delta.text, None))
-                if delta.finish_reason is not None:
-                    final = make(None, delta.finish_reason)
-                    final["usage"] = _usage(delta.usage)
-                    yield sse(final)
-                    if include_usage:
-                        usage = _usage(delta.usage)
-                        yield sse({**make(None, None), "choices": [], "usage": usage})
+        async with aclosing(events):
+            async for event in events:
+                yield event
     except OwlError as err:
         yield sse(error_body(str(err), status=err.http_status, code=err.code))
-    except Exception as err:  # the stream has started: report in-band, never hang up silently
+    except Exception as err:
         log.exception("generation failed")
         yield sse(error_body(f"generation failed: {type(err).__name__}", status=500, code=None))
     yield sse("[DONE]")
@@ -186,12 +164,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     if body.stream and not tools:
         return _streaming_response(
-            _chat_events(streams, chunk, model=model, include_usage=include_usage)
+            _guarded(_chat_events(streams, chunk, model=model, include_usage=include_usage))
         )
     if body.stream:
         # A tool call is known only once its JSON is complete: stream each choice whole.
         return _streaming_response(
-            _whole_chat_events(streams, chunk, message, include_usage=include_usage)
+            _guarded(_whole_chat_events(streams, chunk, message, include_usage=include_usage))
         )
     choices = await collect(streams)
     answers = []
@@ -215,57 +193,43 @@ async def _chat_events(
     streams: list[DeltaStream[Delta]], make: Any, *, model: Model, include_usage: bool
 ) -> AsyncIterator[str]:
     """SSE events for streamed chat choices: a role chunk each, content chunks (with their
-    logprobs), a finishing chunk each, usage, [DONE]."""
+    logprobs), a finishing chunk each, usage."""
     for index in range(len(streams)):
         first = make("", None, index)
         first["choices"][0]["delta"]["role"] = "assistant"
         yield sse(first)
     choices = [Choice() for _ in streams]
-    try:
-        async for index, delta in merged(streams):
-            choices[index].add(delta)
-            if delta.text or delta.logprobs:
-                event = make(delta.text, None, index)
-                if delta.logprobs:
-                    event["choices"][0]["logprobs"] = chat_logprobs(model, list(delta.logprobs))
-                yield sse(event)
-            if delta.finish_reason is not None:
-                final = make(None, delta.finish_reason, index)
-                final["usage"] = _usage(delta.usage)
-                yield sse(final)
-        if include_usage:
-            yield sse({**make(None, None), "choices": [], "usage": _usage(total_usage(choices))})
-    except OwlError as err:
-        yield sse(error_body(str(err), status=err.http_status, code=err.code))
-    except Exception as err:  # the stream has started: report in-band, never hang up silently
-        log.exception("generation failed")
-        yield sse(error_body(f"generation failed: {type(err).__name__}", status=500, code=None))
-    yield sse("[DONE]")
+    async for index, delta in merged(streams):
+        choices[index].add(delta)
+        if delta.text or delta.logprobs:
+            event = make(delta.text, None, index)
+            if delta.logprobs:
+                event["choices"][0]["logprobs"] = chat_logprobs(model, list(delta.logprobs))
+            yield sse(event)
+        if delta.finish_reason is not None:
+            final = make(None, delta.finish_reason, index)
+            final["usage"] = _usage(delta.usage)
+            yield sse(final)
+    if include_usage:
+        yield sse({**make(None, None), "choices": [], "usage": _usage(total_usage(choices))})
 
 
 async def _whole_chat_events(
     streams: list[DeltaStream[Delta]], make: Any, message: Any, *, include_usage: bool
 ) -> AsyncIterator[str]:
-    try:
-        choices = await collect(streams)
-        for index, choice in enumerate(choices):
-            answer, finish = message(choice)
-            event = make(None, None, index)
-            event["choices"][0]["delta"] = dict(answer)
-            if "tool_calls" in answer:
-                event["choices"][0]["delta"]["tool_calls"] = [
-                    {"index": i, **call} for i, call in enumerate(answer["tool_calls"])
-                ]
-            yield sse(event)
-            yield sse(make(None, finish, index))
-        if include_usage:
-            yield sse({**make(None, None), "choices": [], "usage": _usage(total_usage(choices))})
-    except OwlError as err:
-        yield sse(error_body(str(err), status=err.http_status, code=err.code))
-    except Exception as err:
-        log.exception("generation failed")
-        yield sse(error_body(f"generation failed: {type(err).__name__}", status=500, code=None))
-    yield sse("[DONE]")
+    choices = await collect(streams)
+    for index, choice in enumerate(choices):
+        answer, finish = message(choice)
+        event = make(None, None, index)
+        event["choices"][0]["delta"] = dict(answer)
+        if "tool_calls" in answer:
+            event["choices"][0]["delta"]["tool_calls"] = [
+                {"index": i, **call} for i, call in enumerate(answer["tool_calls"])
+            ]
+        yield sse(event)
+        yield sse(make(None, finish, index))
+    if include_usage:
+        yield sse({**make(None, None), "choices": [], "usage": _usage(total_usage(choices))})
 
 
 @router.post("/completions")
@@ -303,11 +267,8 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
         }
 
     if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = _events(streams[0], chunk, include_usage=include_usage)
-        if body.n > 1 or body.echo or body.logprobs is not None:
-            events = _completion_events(streams, chunk, model=model, body=body, prompt=prompt)
-        return _streaming_response(events)
+        events = _completion_events(streams, chunk, model=model, body=body, prompt=prompt)
+        return _streaming_response(_guarded(events))
     choices = await collect(streams)
     answers = []
     for index, choice in enumerate(choices):
@@ -342,37 +303,28 @@ async def _completion_events(
     body: CompletionRequest,
     prompt: list[int],
 ) -> AsyncIterator[str]:
-    """Completion chunks per choice (echoed prompt first, logprobs per chunk), [DONE]."""
+    """Completion chunks per choice (echoed prompt first, logprobs per chunk), usage."""
     choices = [Choice() for _ in streams]
-    try:
-        if body.echo and body.logprobs is None:
-            for index in range(len(streams)):
-                yield sse(make(body.prompt, None, index))
-        async for index, delta in merged(streams):
-            choices[index].add(delta)
-            if delta.prompt is not None:
-                event = make(body.prompt, None, index)
+    if body.echo and body.logprobs is None:
+        for index in range(len(streams)):
+            yield sse(make(body.prompt, None, index))
+    async for index, delta in merged(streams):
+        choices[index].add(delta)
+        if delta.prompt is not None:
+            event = make(body.prompt, None, index)
+            event["choices"][0]["logprobs"] = completion_logprobs(model, list(delta.prompt), prompt)
+            yield sse(event)
+        if delta.text or delta.logprobs:
+            event = make(delta.text, None, index)
+            if body.logprobs is not None:
+                entries = list(delta.logprobs)
                 event["choices"][0]["logprobs"] = completion_logprobs(
-                    model, list(delta.prompt), prompt
+                    model, list(entries), [entry.token for entry in entries]
                 )
-                yield sse(event)
-            if delta.text or delta.logprobs:
-                event = make(delta.text, None, index)
-                if body.logprobs is not None:
-                    entries = list(delta.logprobs)
-                    event["choices"][0]["logprobs"] = completion_logprobs(
-                        model, list(entries), [entry.token for entry in entries]
-                    )
-                yield sse(event)
-            if delta.finish_reason is not None:
-                final = make(None, delta.finish_reason, index)
-                final["usage"] = _usage(delta.usage)
-                yield sse(final)
-        if body.stream_options and body.stream_options.include_usage:
-            yield sse({**make(None, None), "choices": [], "usage": _usage(total_usage(choices))})
-    except OwlError as err:
-        yield sse(error_body(str(err), status=err.http_status, code=err.code))
-    except Exception as err:
-        log.exception("generation failed")
-        yield sse(error_body(f"generation failed: {type(err).__name__}", status=500, code=None))
-    yield sse("[DONE]")
+            yield sse(event)
+        if delta.finish_reason is not None:
+            final = make(None, delta.finish_reason, index)
+            final["usage"] = _usage(delta.usage)
+            yield sse(final)
+    if body.stream_options and body.stream_options.include_usage:
+        yield sse({**make(None, None), "choices": [], "usage": _usage(total_usage(choices))})
