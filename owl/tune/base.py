@@ -19,6 +19,7 @@ from typing import Any
 from filelock import FileLock
 
 from owl.config import Settings
+from owl.engine.adapters import is_adapter
 from owl.engine.template import ChatTemplate
 from owl.errors import TuneError
 from owl.store import Manifest, Store
@@ -26,11 +27,6 @@ from owl.store import Manifest, Store
 log = logging.getLogger(__name__)
 
 Status = Callable[[str], None]
-
-
-def is_adapter(manifest: Manifest) -> bool:
-    """Whether a stored model is a LoRA adapter (owl tune's output), not a whole model."""
-    return bool(manifest.info.get("adapter"))
 
 
 def dequantized_dir(settings: Settings, digest: str) -> Path:
@@ -76,7 +72,7 @@ def base_folder(
     manifest: Manifest, *, store: Store, settings: Settings, status: Status | None = None
 ) -> Path:
     """A Hugging Face folder of the stored model `manifest` that transformers can train."""
-    if is_adapter(manifest):
+    if is_adapter(manifest, store=store):
         raise TuneError(
             f"'{manifest.display_name}' is a LoRA adapter, not a model; tune its base "
             f"({', '.join(p.name for p in manifest.parents) or 'unknown'}) instead"

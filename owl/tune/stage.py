@@ -12,11 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from owl.config import Settings
+from owl.engine.adapters import is_adapter
 from owl.errors import NameClash, TuneError
 from owl.store import Manifest, ModelName, Store, parse_name
 from owl.store.blobs import sha256_file
 from owl.tune import checkpoints
-from owl.tune.base import base_folder, chat_template, is_adapter, load_tokenizer
+from owl.tune.base import base_folder, chat_template, load_tokenizer
 from owl.tune.data import Encoder, read_examples
 from owl.tune.export import RELATION, export_adapter
 from owl.tune.options import TuneOptions
@@ -37,8 +38,8 @@ def run_dir(settings: Settings, name: ModelName) -> Path:
     return settings.home / "tune" / name.name / name.tag  # ModelName parts hold no separator
 
 
-def _is_run_of(existing: Manifest, base: Manifest) -> bool:
-    return is_adapter(existing) and any(
+def _is_run_of(existing: Manifest, base: Manifest, store: Store) -> bool:
+    return is_adapter(existing, store=store) and any(
         parent.relation == RELATION and parent.digest == base.weights.digest
         for parent in existing.parents
     )
@@ -49,12 +50,12 @@ def _check_target(store: Store, target: ModelName, base: Manifest, resume: bool)
     existing = store.find(target)
     if existing is None:
         return False
-    if resume and _is_run_of(existing, base):
+    if resume and _is_run_of(existing, base, store):
         return True
     raise NameClash(
         f"a model named '{target}' already exists; tune with --name OTHER, "
         f"or `owl rm {target}` first"
-        + (" (or --resume to continue its run)" if _is_run_of(existing, base) else "")
+        + (" (or --resume to continue its run)" if _is_run_of(existing, base, store) else "")
     )
 
 
