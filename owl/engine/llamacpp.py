@@ -73,9 +73,9 @@ class LlamaCppBackend:
         params.n_ubatch = BATCH_SIZE
         params.n_seq_max = slots
         # One KV stream per slot, and flash attention (where the model allows it): with
-        # these a generation's numbers do not depend on what else is in the batch or on
-        # how much of its prompt came from the cache — greedy answers are the same alone,
-        # batched, or on the next turn. (A unified cache and plain attention change them.)
+        # these a generation's numbers do not depend on what else is in the batch (a
+        # unified cache changes them). A cached prefix still moves them slightly; see
+        # cache_prompt in owl/engine/scheduler.py.
         params.kv_unified = False
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
         params.n_threads = threads

@@ -15,6 +15,7 @@ import ctypes
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +26,28 @@ from owl.store import Manifest, Store, resolve
 log = logging.getLogger(__name__)
 
 MAX_UBATCH = 512  # llama.cpp's default micro-batch, which llama-perplexity keeps
+
+
+def vocab_bos(llama_cpp: Any, vocab: Any) -> int | None:
+    """The BOS token, when the vocabulary asks for one at the start of a text."""
+    if not llama_cpp.llama_vocab_get_add_bos(vocab):
+        return None
+    token = int(llama_cpp.llama_vocab_bos(vocab))
+    return token if token >= 0 else None
+
+
+def plain_tokens(
+    llama_cpp: Any, vocab: Any, text: str, *, name: str, what: str = "the text"
+) -> list[int]:
+    """`text`'s tokens as llama-perplexity and llama-imatrix make them: BOS if the
+    vocabulary asks, special tokens read as text."""
+    data = text.encode("utf-8")
+    room = len(data) + 2
+    buffer = (llama_cpp.llama_token * room)()
+    count = llama_cpp.llama_tokenize(vocab, data, len(data), buffer, room, True, False)
+    if count < 0:
+        raise EngineError(f"{name} could not tokenize {what} ({count})")
+    return list(buffer[:count])
 
 
 class LlamaScorer:
@@ -88,22 +111,11 @@ class LlamaScorer:
     @property
     def bos(self) -> int | None:
         """The BOS token, when the vocabulary asks for one at the start of a text."""
-        llama_cpp = self._llama_cpp
-        if not llama_cpp.llama_vocab_get_add_bos(self._vocab):
-            return None
-        token = int(llama_cpp.llama_vocab_bos(self._vocab))
-        return token if token >= 0 else None
+        return vocab_bos(self._llama_cpp, self._vocab)
 
     def tokenize(self, text: str) -> list[int]:
         """`text`'s tokens as llama-perplexity makes them: BOS if asked, no special tokens."""
-        llama_cpp = self._llama_cpp
-        data = text.encode("utf-8")
-        room = len(data) + 2
-        buffer = (llama_cpp.llama_token * room)()
-        count = llama_cpp.llama_tokenize(self._vocab, data, len(data), buffer, room, True, False)
-        if count < 0:
-            raise EngineError(f"{self.name} could not tokenize the text ({count})")
-        return list(buffer[:count])
+        return plain_tokens(self._llama_cpp, self._vocab, text, name=self.name)
 
     def token_texts(self) -> list[bytes]:
         """Every token's text as the vocabulary stores it (to compare two vocabularies)."""

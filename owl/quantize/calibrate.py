@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from owl.config import Settings
-from owl.errors import EngineError, EvalError, QuantizationError
+from owl.errors import EvalError, QuantizationError
+from owl.evals.scorer import plain_tokens, vocab_bos
 from owl.evals.text import chunks as cut_chunks
 from owl.evals.text import read_text
 from owl.quantize.activations import Collector, Stats
@@ -191,22 +192,13 @@ class _Calibrator:
 
     @property
     def bos(self) -> int | None:
-        llama_cpp = self._llama_cpp
-        if not llama_cpp.llama_vocab_get_add_bos(self._vocab):
-            return None
-        token = int(llama_cpp.llama_vocab_bos(self._vocab))
-        return token if token >= 0 else None
+        return vocab_bos(self._llama_cpp, self._vocab)
 
     def tokenize(self, text: str) -> list[int]:
         """llama-imatrix's tokens: BOS if the vocabulary asks, special tokens as text."""
-        llama_cpp = self._llama_cpp
-        data = text.encode("utf-8")
-        room = len(data) + 2
-        buffer = (llama_cpp.llama_token * room)()
-        count = llama_cpp.llama_tokenize(self._vocab, data, len(data), buffer, room, True, False)
-        if count < 0:
-            raise EngineError(f"{self.name} could not tokenize the calibration text ({count})")
-        return list(buffer[:count])
+        return plain_tokens(
+            self._llama_cpp, self._vocab, text, name=self.name, what="the calibration text"
+        )
 
     def decode(self, tokens: list[int]) -> None:
         """One chunk, a fresh sequence, every token's logits asked for (as llama-imatrix)."""
