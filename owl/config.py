@@ -5,13 +5,17 @@ CLI flags override these; the server receives them through `create_app(settings)
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from owl.errors import ConfigError
 
 
 def _default_home() -> Path:
@@ -23,21 +27,54 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
 
+# Any longer is "forever": a century outlives the machine, and larger values would overflow
+# the datetimes and timers that keep_alive becomes (`/api/ps`'s expires_at, the pool's sweep).
+FOREVER_AFTER_S = 100 * 365.25 * 24 * 3600
+_FOREVER_WORDS = {"forever", "inf", "+inf", "infinite", "infinity", "+infinity"}
+
+
 def duration_seconds(value: float | str) -> float:
-    """Seconds from a number or a Go-style duration ("5m", "1h30m", "-1"), as Ollama reads them."""
+    """Seconds from a number or a Go-style duration ("5m", "1h30m", "-1"), as Ollama reads them.
+
+    -1.0 (forever) for "forever", "inf" and anything longer than a century; a negative number
+    is forever too and is kept as given. ValueError for NaN and for what is not a duration.
+    """
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float
+            seconds = math.inf if value > 0 else -math.inf
+        return _bounded(seconds, value)
     text = value.strip()
+    if text.lower() in _FOREVER_WORDS:
+        return -1.0
     try:
-        return float(text)
+        seconds = float(text)  # also "1e308", "nan": _bounded sorts them out
     except ValueError:
-        pass
+        seconds = _go_duration(text)
+    return _bounded(seconds, value)
+
+
+def _go_duration(text: str) -> float:
     sign = -1.0 if text.startswith("-") else 1.0
     body = text.lstrip("+-")
     parts = _DURATION_PART.findall(body)
     if not body or "".join(number + unit for number, unit in parts) != body:
-        raise ValueError(f'\'{value}\' is not a duration; use e.g. 300, "5m", "1h" or -1')
+        raise ValueError(
+            f'\'{text}\' is not a duration; use e.g. 300, "5m", "1h", or -1 or "forever"'
+        )
     return sign * sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+
+
+def _bounded(seconds: float, given: object) -> float:
+    if math.isnan(seconds):
+        raise ValueError(
+            f"{given!r} is NaN, not a duration; use a number of seconds, e.g. 300, or -1 "
+            'or "forever" to keep the model loaded'
+        )
+    if seconds > FOREVER_AFTER_S or seconds == -math.inf:
+        return -1.0
+    return seconds
 
 
 def _default_max_memory() -> int:
@@ -110,6 +147,20 @@ class Settings(BaseSettings):
         description="Seconds a load waits for busy models to make room before a 503.",
     )
 
+    max_pulls: int = Field(
+        default=4, ge=1, le=64, description="Pulls the server runs at once; more get 429."
+    )
+    allowed_sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="What server-side pulls may fetch beyond public addresses: 'private' "
+        "lets a request name loopback and private-network hosts (a mirror on the LAN).",
+    )
+
+    @property
+    def allows_private_sources(self) -> bool:
+        """Whether a request may make the server fetch from loopback or private addresses."""
+        return "private" in self.allowed_sources
+
     @property
     def tools_dir(self) -> Path:
         return self.tools.expanduser().resolve() if self.tools else self.home / "tools"
@@ -117,7 +168,8 @@ class Settings(BaseSettings):
     @field_validator("keep_alive", "load_wait", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
-        return duration_seconds(value) if isinstance(value, str) else value
+        # Numbers too: NaN and 1e308 must not reach the pool as they are.
+        return duration_seconds(value) if isinstance(value, str | int | float) else value
 
     @field_validator("max_memory", mode="before")
     @classmethod
@@ -128,7 +180,7 @@ class Settings(BaseSettings):
             return parse_size(value)
         return value
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "cors_origins", "allowed_sources", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
@@ -142,5 +194,44 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with non-None `overrides` (CLI flags) on top."""
-    return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    """Settings from the environment, with non-None `overrides` (CLI flags) on top.
+
+    ConfigError (one line naming the flag or the OWL_* variable) when a value is invalid.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as err:
+        raise settings_error(err, flags=given.keys()) from None
+
+
+def settings_error(err: ValidationError, *, flags: Iterable[str] = ()) -> ConfigError:
+    """The first problem of a Settings ValidationError as one line a person can act on.
+
+    A field in `flags` was given as a command-line flag (`--max-body`); any other came from
+    the environment (`OWL_MAX_BODY`).
+    """
+    problem = err.errors(include_url=False)[0]
+    field = str(problem["loc"][0]) if problem["loc"] else ""
+    message = str(problem["msg"])
+    info = Settings.model_fields.get(field)
+    if problem["type"] == "value_error":  # our validators' own words, which say what to write
+        message = message.removeprefix("Value error, ")
+    elif info is not None and info.description:  # pydantic's words: say what the setting is
+        message += f" ({_lower_first(info.description.rstrip('.'))})"
+    message = _lower_first(message)
+    if field in flags:
+        return ConfigError(f"invalid --{field.replace('_', '-')} {problem['input']}: {message}")
+    variable = field if field.isupper() else f"OWL_{field.upper()}"  # an alias is already one
+    default = info.get_default(call_default_factory=False) if info else None
+    usual = (
+        f" ({default})" if default not in (None, "") and info and not info.default_factory else ""
+    )
+    return ConfigError(
+        f"invalid {variable}={problem['input']!r}: {message}; "
+        f"fix {variable}, or unset it for the default{usual}"
+    )
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]

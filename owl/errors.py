@@ -14,6 +14,11 @@ class OwlError(Exception):
     http_status = 500
     code = "owl_error"
 
+    def client_message(self) -> str:
+        """The message for a client of the server: str(self) unless it names the server's
+        own files, which a remote client has no business seeing."""
+        return str(self)
+
 
 class InvalidModelName(OwlError, ValueError):
     """A name, reference or digest that does not parse."""
@@ -69,6 +74,12 @@ class StoreCorrupted(OwlError, RuntimeError):
 
     http_status = 500
     code = "store_corrupted"
+
+    def client_message(self) -> str:
+        return (
+            "the server's model store is damaged (an unreadable manifest or lock file); "
+            "its log says which, and `owl verify` on the server finds the rest"
+        )
 
 
 class EngineError(OwlError, RuntimeError):
@@ -237,3 +248,10 @@ class TeacherError(OwlError, RuntimeError):
 
     http_status = 502
     code = "teacher_failed"
+
+
+class SourceNotAllowed(OwlError, PermissionError):
+    """A pull the server refuses to make: its URL, or a redirect, reaches a private address."""
+
+    http_status = 403
+    code = "source_not_allowed"

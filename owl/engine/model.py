@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from owl.engine.backend import Backend
 from owl.engine.markup import message_texts, plain_text_spans
 from owl.engine.sampling import SamplingParams
@@ -68,7 +70,12 @@ class Model:
     def sampling(self, **given: Any) -> SamplingParams:
         """Sampling parameters: the model's defaults, overridden by the non-None `given`."""
         chosen = {key: value for key, value in given.items() if value is not None}
-        return SamplingParams(**{**self.defaults, **chosen})
+        try:
+            return SamplingParams(**{**self.defaults, **chosen})
+        except ValidationError as err:  # values a request or a flag sent: the caller's to fix
+            first = err.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or "sampling"
+            raise InvalidPrompt(f"invalid '{field}': {first['msg']}") from None
 
     @property
     def n_ctx(self) -> int:
@@ -194,10 +201,13 @@ class Model:
         """Stream the continuation of `prompt`."""
         return self.generate(self.text_tokens(prompt), params)
 
-    def close(self) -> None:
-        """Free the model once the generations queued before this call have finished."""
+    def close(self, *, cancel: bool = False) -> None:
+        """Free the model once the generations queued before this call have finished;
+        with `cancel`, end them first (each reader still gets its final Delta)."""
         scheduler = getattr(self.backend, "scheduler", None)
         if scheduler is not None:
+            if cancel:
+                scheduler.abort()
             scheduler.wait_idle()
         self._worker.submit(self.backend.close).result()
 

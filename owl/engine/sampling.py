@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+MAX_TOP_K = 2**31 - 1
+
 
 class SamplingParams(BaseModel):
     """How to pick each next token, and when to stop.
@@ -12,11 +14,13 @@ class SamplingParams(BaseModel):
     repeat penalty); temperature 0 is greedy decoding.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # NaN passes every bound check (all comparisons are false): refuse it by name.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     temperature: float = Field(default=0.8, ge=0.0, le=5.0)
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
-    top_k: int = Field(default=40, ge=0, description="0 keeps every token.")
+    # llama.cpp takes top_k as an int32; no vocabulary comes near that.
+    top_k: int = Field(default=40, ge=0, le=MAX_TOP_K, description="0 keeps every token.")
     min_p: float = Field(default=0.05, ge=0.0, le=1.0)
     repeat_penalty: float = Field(default=1.0, gt=0.0, le=10.0)
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)

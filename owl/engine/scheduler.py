@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from owl.engine.sampling import SamplingParams
-from owl.errors import ContextOverflow
+from owl.errors import ContextOverflow, ServerBusy
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,7 @@ class Scheduler:
         self._idle = threading.Condition(self._lock)
         self._scheduled = False
         self._closed = False
+        self._aborted = False
         self._clock = 0
         self.reused_tokens = 0  # prompt tokens served from the cache, for tests and metrics
 
@@ -168,7 +169,7 @@ class Scheduler:
         )
         with self._lock:
             if self._closed:
-                raise RuntimeError("the model was unloaded")
+                raise ServerBusy("the model is being unloaded; retry in a moment")
             self._inbox.append(job)
             self._kick()
 
@@ -187,6 +188,14 @@ class Scheduler:
     def close(self) -> None:
         with self._lock:
             self._closed = True
+
+    def abort(self) -> None:
+        """Refuse new work and end every generation at the next step, running or waiting
+        (each still gets its final Delta): an unload that must not wait for them."""
+        with self._lock:
+            self._closed = True
+            self._aborted = True
+            self._kick()
 
     def _kick(self) -> None:
         # Under self._lock. One step at a time in the worker's queue: steps of several
@@ -222,11 +231,11 @@ class Scheduler:
         with self._lock:
             self._waiting.extend(self._inbox)
             self._inbox.clear()
-        for job in [job for job in self._waiting if job.sink.cancelled]:
+        for job in [job for job in self._waiting if job.sink.cancelled or self._aborted]:
             self._waiting.remove(job)
             job.sink.end()
         for slot in self.slots:
-            if slot.job is not None and slot.job.sink.cancelled:
+            if slot.job is not None and (slot.job.sink.cancelled or self._aborted):
                 self._finish(slot.job)
         while self._waiting and any(slot.job is None for slot in self.slots):
             self._admit(self._waiting.popleft())

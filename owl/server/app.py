@@ -8,16 +8,28 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from types import FrameType
 
+import anyio.to_thread
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
 
 from owl import __version__
 from owl.config import Settings
-from owl.server import embeddings_routes, errors, limits, metrics, ollama_routes, openai_routes
+from owl.server import (
+    disconnect,
+    embeddings_routes,
+    errors,
+    limits,
+    metrics,
+    ollama_routes,
+    openai_routes,
+)
 from owl.server.auth import ApiKeyMiddleware, api_keys
 from owl.server.generations import Generations
+from owl.server.http_protocol import JsonErrorsH11Protocol
+from owl.server.ollama_pull import Pulls
 from owl.server.pool import ModelPool
 from owl.store import open_store, register_embedded
 from owl.store.lock import Lock
@@ -50,14 +62,18 @@ def create_app(
     app.state.pool = pool
     app.state.metrics = counters
     app.state.generations = generations
+    app.state.pulls = Pulls(settings.max_pulls)
     errors.install(app)
+    disconnect.install(app)
     limits.install(app)
     app.include_router(openai_routes.router)
     embeddings_routes.install(app)  # before ollama_routes: its /api/embed answers 501
     app.include_router(ollama_routes.router)
     app.include_router(metrics.router)
-    # Added innermost first: metrics count every answer, 401s and 413s included; CORS
-    # answers preflights before auth and puts its headers on the 401s too.
+    # Added innermost first: the catch-all answers a route's unexpected error; metrics
+    # count every answer, 401s and 413s included; CORS answers preflights before auth and
+    # puts its headers on the 401s too.
+    app.add_middleware(errors.CatchAllMiddleware)
     app.add_middleware(limits.BodyLimitMiddleware, limit=settings.max_body)
     app.add_middleware(ApiKeyMiddleware, keys=keys)
     if settings.cors_origins:
@@ -71,8 +87,23 @@ def create_app(
     app.add_middleware(metrics.MetricsMiddleware, metrics=counters)
 
     @app.get("/health")
-    async def health() -> dict[str, object]:
-        return {"status": "ok", "version": __version__, "loaded": pool.loaded()}
+    async def health() -> JSONResponse:
+        """ "ok", or 503 with the reason when requests cannot be served now."""
+        problem = None
+        if generations.draining:
+            problem = "shutting down"
+        elif anyio.to_thread.current_default_thread_limiter().available_tokens < 1:
+            # Every route's blocking work (tokenizing, store reads, loads) waits for these.
+            problem = "busy: every worker thread is in use; requests wait"
+        body = {
+            "status": "ok" if problem is None else "unavailable",
+            "version": __version__,
+            "loaded": pool.loaded(),
+            "pulls": app.state.pulls.running,
+        }
+        if problem is not None:
+            body["reason"] = problem
+        return JSONResponse(body, status_code=200 if problem is None else 503)
 
     return app
 
@@ -92,6 +123,7 @@ def serve(
         port=settings.port,
         log_level="info",
         timeout_graceful_shutdown=settings.shutdown_timeout,
+        http=JsonErrorsH11Protocol,
     )
     _GracefulServer(config, app.state.generations).run()
 

@@ -17,11 +17,12 @@ from typing import Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, FastAPI, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from owl.engine.embed import Embedder, Embeddings, load_embedder
 from owl.errors import InvalidPrompt
+from owl.server.body_checks import CheckedBody
 from owl.server.ollama_schemas import EmbedRequest, parse_body
 from owl.server.pool import ModelPool
 from owl.store.lock import check_locked
@@ -118,7 +119,7 @@ def _check_count(count: int) -> None:
         raise InvalidPrompt(f"'input' has {count} items; send at most {MAX_INPUTS} per request")
 
 
-class EmbeddingRequest(BaseModel):
+class EmbeddingRequest(CheckedBody):
     """OpenAI's embeddings request: texts, or texts already as token ids."""
 
     model_config = ConfigDict(extra="ignore")  # `user` and what else clients send
@@ -159,7 +160,7 @@ async def openai_embeddings(body: EmbeddingRequest, request: Request) -> dict[st
             }
             for index, vector in enumerate(result.vectors)
         ],
-        "model": body.model,
+        "model": body.model.strip(),
         "usage": {"prompt_tokens": result.total_tokens, "total_tokens": result.total_tokens},
     }
 
@@ -192,7 +193,7 @@ async def ollama_embed(request: Request) -> dict[str, Any]:
         texts = [body.input] if body.input else []
     result, load, total = await _ollama_embed(request, body, texts, normalize=True)
     return {
-        "model": body.model,
+        "model": body.model.strip(),
         "embeddings": result.vectors,
         "total_duration": total,
         "load_duration": load,

@@ -6,14 +6,17 @@ OpenAI's shape everywhere, except Ollama's `{"error": "..."}` on its /api/* rout
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from owl.errors import OwlError
+from owl.server import body_checks
 
 log = logging.getLogger("owl.server")
 
@@ -40,18 +43,42 @@ def _body_for(
 
 def owl_error_response(err: OwlError, request: Request | None = None) -> JSONResponse:
     status = err.http_status
+    message = err.client_message()
+    if message != str(err):
+        log.error("%s", err)  # the whole message, with the server's paths, for its operator
     if request is not None:
-        body = _body_for(request, str(err), status=status, code=err.code)
+        body = _body_for(request, message, status=status, code=err.code)
     else:
-        body = error_body(str(err), status=status, code=err.code)
+        body = error_body(message, status=status, code=err.code)
     return JSONResponse(body, status_code=status)
+
+
+# pydantic puts the member of a union it tried into the location ("stop.str",
+# "tool_choice.literal['none','auto','required']", "content.list[TextPart]"): not a
+# parameter a client sent, so it is left out of `param`.
+_UNION_MEMBER = re.compile(
+    r"^(str|int|float|bool|none|bytes|list\[.*|dict\[.*|tuple\[.*|set\[.*|literal\[.*"
+    r"|function-.*|json-or-python\[.*|tagged-union\[.*|chain\[.*|lax-or-strict\[.*"
+    r"|constrained-.*|nullable\[.*|[A-Z]\w*)$"
+)
+
+
+def _param(location: Any) -> str | None:
+    parts = [
+        str(part)
+        for part in location
+        if part != "body" and not (isinstance(part, str) and _UNION_MEMBER.match(part))
+    ]
+    return ".".join(parts) or None
 
 
 def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
     first = errors[0] if errors else {}
-    location = [str(part) for part in first.get("loc", ()) if part != "body"]
-    param = ".".join(location) or None
+    param = _param(first.get("loc", ()))
     message = first.get("msg", "invalid request body")
+    if first.get("type") == body_checks.ERROR_TYPE:
+        context = first.get("ctx") or {}
+        return str(context.get("message", message)), context.get("param")
     if first.get("type") == "json_invalid":
         return "the request body is not valid JSON", None
     if param is None:  # the body as a whole: empty, or JSON that is not an object
@@ -87,10 +114,36 @@ def install(app: FastAPI) -> None:
             headers=getattr(err, "headers", None),
         )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, err: Exception) -> JSONResponse:
-        log.exception("unexpected error")
-        message = f"internal error: {type(err).__name__}"
-        return JSONResponse(
-            _body_for(request, message, status=500, code="internal_error"), status_code=500
-        )
+
+class CatchAllMiddleware:
+    """Answers an unexpected exception with a 500 in the API's error shape, and keeps the
+    connection open.
+
+    Starlette's own last-resort handler re-raises after answering, and uvicorn then resets
+    the kept-alive connection: the client's next request fails too. Added innermost, this
+    catches first. Once a response has started, nothing can be sent in its place.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as err:
+            if started:
+                raise
+            log.exception("unexpected error")
+            message = f"internal error: {type(err).__name__}"
+            body = _body_for(Request(scope), message, status=500, code="internal_error")
+            await JSONResponse(body, status_code=500)(scope, receive, send)

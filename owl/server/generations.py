@@ -1,7 +1,7 @@
 """The server's open generations: admission (max tokens, queue), metrics, graceful ends.
 
-Every route that generates calls `start_generation(request, model, prompt, params)` instead of
-`model.generate`: the same DeltaStream comes back, watched. A generation counts from
+Every route that generates calls `start_generations(request, model, prompt, choices)` instead
+of `model.generate`: the same DeltaStreams come back, watched. A generation counts from
 then until its stream ends; with every slot busy and OWL_MAX_QUEUE generations already
 waiting, the next gets 429. At shutdown, open generations get time to finish, then are
 stopped early — they still end with a final Delta (finish_reason "length" and usage), so
@@ -56,31 +56,46 @@ class Generations:
         request: Request,
         model: Model,
         prompt: list[int],
-        params: SamplingParams,
+        choices: list[SamplingParams],
         **options: Any,
-    ) -> WatchedStream:
-        params = self._capped(params)
+    ) -> list[WatchedStream]:
+        """One generation of `prompt` per entry of `choices`: all admitted, or none (429).
+
+        A request's choices are admitted together: one that got 429 half-admitted would
+        leave generations running that nobody reads.
+        """
+        choices = [self._capped(params) for params in choices]
+        wanted = len(choices)
         with self._lock:
             running = self._running.get(model.name, 0)
-            if running >= slots_of(model) + self.max_queue:
+            room = slots_of(model) + self.max_queue - running
+            if wanted > room:
+                asked = f"its {wanted} choices" if wanted > 1 else "it"
                 raise ServerBusy(
-                    f"model '{model.name}' is busy: every slot is generating and "
-                    f"{self.max_queue} requests are waiting; retry after a moment"
+                    f"model '{model.name}' is busy: {running} generations are running or "
+                    f"waiting and there is room for {max(room, 0)} more, not {asked}; retry "
+                    "after a moment" + (", or ask for fewer choices (n)" if wanted > 1 else "")
                 )
-            self._running[model.name] = running + 1
+            self._running[model.name] = running + wanted
             self.models[model.name] = model
-        try:
-            stream = model.generate(prompt, params, **options)
-        except BaseException:
-            self._ended(model.name)
-            raise
         started = getattr(request.state, "started", None) or time.monotonic()
-        watched = WatchedStream(stream, owner=self, model=model.name, started=started)
+        streams: list[WatchedStream] = []
+        try:
+            for params in choices:
+                stream = model.generate(prompt, params, **options)
+                streams.append(WatchedStream(stream, owner=self, model=model.name, started=started))
+        except BaseException:
+            for watched in streams:
+                watched.close()
+            for _ in range(wanted - len(streams)):
+                self._ended(model.name)
+            raise
         with self._lock:
-            self._open.add(watched)
+            self._open.update(streams)
         if self.draining:
-            watched.stop()
-        return watched
+            for watched in streams:
+                watched.stop()
+        return streams
 
     def _capped(self, params: SamplingParams) -> SamplingParams:
         cap = self.max_tokens
@@ -206,6 +221,7 @@ class WatchedStream:
         self.close()
 
     def __del__(self) -> None:
+        self._inner.close()  # nobody can read it any more: stop its generation
         self._release()
 
     def __getattr__(self, name: str) -> Any:  # anything else a route reads off the stream
@@ -214,9 +230,21 @@ class WatchedStream:
         return getattr(self._inner, name)
 
 
+def start_generations(
+    request: Request,
+    model: Model,
+    prompt: list[int],
+    choices: list[SamplingParams],
+    **options: Any,
+) -> list[WatchedStream]:
+    """`model.generate(prompt, params, **options)` for each of `choices`, under the
+    server's limits (all admitted or none), watched."""
+    generations: Generations = request.app.state.generations
+    return generations.start(request, model, prompt, choices, **options)
+
+
 def start_generation(
     request: Request, model: Model, prompt: list[int], params: SamplingParams, **options: Any
-) -> Any:
-    """`model.generate(prompt, params, **options)` under the server's limits, watched."""
-    generations: Generations = request.app.state.generations
-    return generations.start(request, model, prompt, params, **options)
+) -> WatchedStream:
+    """One generation: start_generations with one choice."""
+    return start_generations(request, model, prompt, [params], **options)[0]

@@ -1,23 +1,24 @@
-"""/api/pull: owl.store.pull in a worker thread, its progress callback as Ollama's statuses."""
+"""/api/pull: owl.store.pull on a thread of its own, its progress callback as Ollama's statuses."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from contextlib import suppress
 from functools import partial
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
-
-from owl.errors import InvalidModelName
+from owl.errors import InvalidModelName, ServerBusy
 from owl.scan.policy import first_reason, verdict_of
 from owl.server.pool import ModelPool
 from owl.store import Manifest, ModelRef, RefKind, parse_ref, pull
 
 log = logging.getLogger("owl.server")
 PROGRESS_EVERY_S = 0.1
+HEARTBEAT_S = 5.0  # well inside the idle timeouts of clients and proxies (30 s and more)
 _PULLABLE = "a store, built-in or catalog name, an https:// URL or an hf:Org/Repo/file.gguf"
 
 
@@ -67,30 +68,102 @@ def _final(manifest: Manifest) -> list[dict[str, Any]]:
     return statuses
 
 
-async def pull_statuses(ref: ModelRef, pool: ModelPool) -> AsyncGenerator[dict[str, Any], None]:
+class Pulls:
+    """The server's running pulls: each on a thread of its own, at most `limit` at once.
+
+    Not the shared worker threads that every route uses: a pull from a host that never
+    answers holds its thread until its timeouts run out, and 40 of them would stall every
+    other request. Daemon threads, so that shutdown never waits for a download (a partial
+    file resumes on the next pull).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._running = 0
+        self._lock = threading.Lock()
+
+    @property
+    def running(self) -> int:
+        with self._lock:
+            return self._running
+
+    def start(self, work: Callable[[], Manifest]) -> asyncio.Future[Manifest]:
+        """Run `work` on a new thread; its result or error in the returned future.
+        More than `limit` at once: ServerBusy (429)."""
+        with self._lock:
+            if self._running >= self.limit:
+                raise ServerBusy(
+                    f"{self._running} pulls are running, this server's limit "
+                    "(OWL_MAX_PULLS); retry when one has finished"
+                )
+            self._running += 1
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Manifest] = loop.create_future()
+
+        def settle(result: Manifest | None, error: BaseException | None) -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)  # type: ignore[arg-type]
+
+        def run() -> None:
+            result, error = None, None
+            try:
+                result = work()
+            except BaseException as err:  # handed to the request, which raises it
+                error = err
+            finally:
+                with self._lock:
+                    self._running -= 1
+            with suppress(RuntimeError):  # the loop closed: the server is shutting down
+                loop.call_soon_threadsafe(settle, result, error)
+
+        threading.Thread(target=run, name="owl-pull", daemon=True).start()
+        return future
+
+
+async def pull_statuses(
+    ref: ModelRef, pool: ModelPool, pulls: Pulls
+) -> AsyncGenerator[dict[str, Any], None]:
     """Ollama's pull statuses while owl.store.pull runs: progress, then "success".
 
-    The pull runs in a worker thread and finishes even if the client goes away (a later
-    pull finds the blob, or resumes it). Errors raise from this iterator.
+    "pulling manifest" comes at once, and the last status again every HEARTBEAT_S while
+    nothing moves, so that a client and every proxy between see a live stream. The pull
+    runs on a thread of its own and finishes even if the client goes away (a later pull
+    finds the blob, or resumes it). Errors raise from this iterator.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[int, int | None] | None] = asyncio.Queue()
 
     def progress(done: int, total: int | None) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, (done, total))
+        with suppress(RuntimeError):  # the loop closed: the server is shutting down
+            loop.call_soon_threadsafe(queue.put_nowait, (done, total))
 
-    task = asyncio.ensure_future(
-        run_in_threadpool(
-            partial(pull, ref, store=pool.store, settings=pool.settings, progress=progress)
+    task = pulls.start(
+        partial(
+            pull,
+            ref,
+            store=pool.store,
+            settings=pool.settings,
+            progress=progress,
+            allow_private=pool.settings.allows_private_sources,
         )
     )
     task.add_done_callback(lambda _: queue.put_nowait(None))
     task.add_done_callback(_log_failure)
     label = f"pulling {ref.raw}"
-    announced = finished = False
+    last: dict[str, Any] = {"status": "pulling manifest"}
+    yield last
+    finished = False
     reported = float("-inf")
     while not finished:
-        batch = [await queue.get()]
+        try:
+            batch = [await asyncio.wait_for(queue.get(), HEARTBEAT_S)]
+        except TimeoutError:
+            yield last
+            continue
         while not queue.empty():
             batch.append(queue.get_nowait())
         finished = None in batch
@@ -98,15 +171,11 @@ async def pull_statuses(ref: ModelRef, pool: ModelPool) -> AsyncGenerator[dict[s
         if not chunks or time.monotonic() - reported < PROGRESS_EVERY_S:
             continue  # the source reports every chunk; a client needs a few lines a second
         reported = time.monotonic()
-        if not announced:
-            yield {"status": "pulling manifest"}
-            announced = True
         done, total = chunks[-1]
         sizes = {"completed": done} if total is None else {"total": total, "completed": done}
-        yield {"status": label, **sizes}
+        last = {"status": label, **sizes}
+        yield last
     manifest = task.result()  # raises the pull's error
-    if not announced:
-        yield {"status": "pulling manifest"}
     for status in _final(manifest):
         yield status
     yield {"status": "success"}

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, suppress
+from functools import partial
 from typing import Any
 
 import anyio
@@ -27,6 +28,7 @@ from owl.engine.stream import DeltaStream
 from owl.errors import ModelNotFound, OwlError
 from owl.formats import inspect
 from owl.server import openai_tools
+from owl.server.disconnect import unless_disconnected
 from owl.server.generations import start_generation
 from owl.server.ollama_models import ps_entry, rfc3339, show_body, tag_entry
 from owl.server.ollama_pull import pull_ref, pull_statuses
@@ -115,7 +117,7 @@ async def _ndjson(items: AsyncGenerator[dict[str, Any], None]) -> Response:
                 async for item in items:
                     yield _line(item)
             except OwlError as err:
-                yield _line({"error": str(err)})
+                yield _line({"error": err.client_message()})
             except Exception as err:  # the stream has started: report in-band
                 log.exception("streaming failed")
                 yield _line({"error": f"generation failed: {type(err).__name__}"})
@@ -141,7 +143,11 @@ class _NDJSONResponse(ClosingStreamingResponse):
 
 
 async def _answer(
-    pieces: AsyncGenerator[Piece, None], make: Callable[[str, dict | None], dict], *, stream: bool
+    request: Request,
+    pieces: AsyncGenerator[Piece, None],
+    make: Callable[[str, dict | None], dict],
+    *,
+    stream: bool,
 ) -> Any:
     """The reply: an NDJSON stream of chunks, or one object with the whole text."""
 
@@ -152,12 +158,18 @@ async def _answer(
 
     if stream:
         return await _ndjson(chunks())
+    text, final = await unless_disconnected(request, _whole(pieces))
+    return make(text, final)
+
+
+async def _whole(pieces: AsyncGenerator[Piece, None]) -> tuple[str, dict[str, Any] | None]:
+    """All of a reply's text, and its final statistics."""
     parts, final = [], None
     async with aclosing(pieces):
         async for text, stats in pieces:
             parts.append(text)
             final = stats or final
-    return make("".join(parts), final)
+    return "".join(parts), final
 
 
 async def _loaded(request: Request, name: str, timing: _Timing, keep_alive: float | None) -> Model:
@@ -180,10 +192,11 @@ async def chat(request: Request) -> Any:
     refuse_unsupported_chat(body)
     keep_alive = keep_alive_seconds(body.keep_alive)
     timing = _Timing()
+    name = body.model.strip()
 
     def make(text: str, final: dict | None) -> dict[str, Any]:
         item = {
-            "model": body.model,
+            "model": name,
             "created_at": rfc3339(),
             "message": {"role": "assistant", "content": text},
             "done": final is not None,
@@ -194,33 +207,35 @@ async def chat(request: Request) -> Any:
         await _unload(request, body.model)
         return make("", {"done_reason": "unload"})
     model = await _loaded(request, body.model, timing, keep_alive)
+    name = model.name  # the name it resolved to, as a reply's `model`
     if not body.messages:  # Ollama: an empty chat loads the model
         return make("", {"done_reason": "load"})
     messages = [message.as_template_input() for message in body.messages]
     tools = body.functions()
     if tools:  # as OpenAI's tool_choice "auto" (owl/server/openai_tools.py)
-        params = body.sampling(model, grammar=openai_tools.grammar(tools, may_answer=True))
+        grammar = await run_in_threadpool(partial(openai_tools.grammar, tools, may_answer=True))
+        params = body.sampling(model, grammar=grammar)
         messages = openai_tools.with_tools(messages, tools, may_answer=True)
     else:
-        params = body.sampling(model)
+        params = await run_in_threadpool(body.sampling, model)  # `format`: a grammar to build
     prompt = await run_in_threadpool(model.chat_tokens, messages)
     deltas = start_generation(request, model, prompt, params)
     if tools:
-        return await _tool_answer(_pieces(deltas, timing), make, stream=body.stream)
-    return await _answer(_pieces(deltas, timing), make, stream=body.stream)
+        return await _tool_answer(request, _pieces(deltas, timing), make, stream=body.stream)
+    return await _answer(request, _pieces(deltas, timing), make, stream=body.stream)
 
 
 async def _tool_answer(
-    pieces: AsyncGenerator[Piece, None], make: Callable[[str, dict | None], dict], *, stream: bool
+    request: Request,
+    pieces: AsyncGenerator[Piece, None],
+    make: Callable[[str, dict | None], dict],
+    *,
+    stream: bool,
 ) -> Any:
     """A reply that may call a tool: known only once the whole output is there, so it
     comes as one message (streamed: one chunk, then the done line)."""
-    parts, final = [], None
-    async with aclosing(pieces):
-        async for text, stats in pieces:
-            parts.append(text)
-            final = stats or final
-    content, calls = openai_tools.parse("".join(parts))
+    text, final = await unless_disconnected(request, _whole(pieces))
+    content, calls = openai_tools.parse(text)
     reply = make(content or "", final)
     if calls:
         reply["message"]["tool_calls"] = [
@@ -249,10 +264,11 @@ async def generate(request: Request) -> Any:
     refuse_unsupported_generate(body)
     keep_alive = keep_alive_seconds(body.keep_alive)
     timing = _Timing()
+    name = body.model.strip()
 
     def make(text: str, final: dict | None) -> dict[str, Any]:
         item = {
-            "model": body.model,
+            "model": name,
             "created_at": rfc3339(),
             "response": text,
             "done": final is not None,
@@ -263,9 +279,10 @@ async def generate(request: Request) -> Any:
         await _unload(request, body.model)
         return make("", {"done_reason": "unload"})
     model = await _loaded(request, body.model, timing, keep_alive)
+    name = model.name  # the name it resolved to, as a reply's `model`
     if not body.prompt:  # Ollama: an empty prompt loads the model
         return make("", {"done_reason": "load"})
-    params = body.sampling(model)
+    params = await run_in_threadpool(body.sampling, model)  # `format`: a grammar to build
     if body.raw:  # the prompt is already formatted; like Ollama, `system` is not used
         prompt = await run_in_threadpool(model.text_tokens, body.prompt)
     else:
@@ -273,7 +290,7 @@ async def generate(request: Request) -> Any:
         messages.append({"role": "user", "content": body.prompt})
         prompt = await run_in_threadpool(model.chat_tokens, messages)
     deltas = start_generation(request, model, prompt, params)
-    return await _answer(_pieces(deltas, timing), make, stream=body.stream)
+    return await _answer(request, _pieces(deltas, timing), make, stream=body.stream)
 
 
 @router.api_route("/api/tags", methods=["GET", "HEAD"])
@@ -330,7 +347,7 @@ async def version() -> dict[str, str]:
 async def pull(request: Request) -> Any:
     body = await parse_body(request, PullRequest)
     ref = pull_ref(body.model, insecure=body.insecure)
-    statuses = pull_statuses(ref, _pool(request))
+    statuses = pull_statuses(ref, _pool(request), request.app.state.pulls)
     if body.stream:
         return await _ndjson(statuses)
     warnings = []

@@ -8,7 +8,7 @@ place, owl/server/ollama_unsupported.py.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +19,7 @@ from owl.engine import Model, SamplingParams
 from owl.engine.grammar import json_grammar
 from owl.errors import InvalidPrompt
 from owl.server import openai_tools
+from owl.server.body_checks import ERROR_TYPE, MAX_DEPTH, body_problem
 from owl.server.schemas import MAX_STOP
 
 T = TypeVar("T", bound=BaseModel)
@@ -38,15 +39,31 @@ async def parse_body(request: Request, schema: type[T]) -> T:
         raise RequestValidationError(
             [{"type": "json_invalid", "loc": ("body",), "msg": "invalid JSON", "input": None}]
         ) from None
+    except RecursionError:  # the decoder recurses per level; the body nests past the stack
+        _too_deep()
     if not isinstance(data, dict):
         raise RequestValidationError(
             [{"type": "model_type", "loc": ("body",), "msg": "not an object", "input": None}]
         )
+    problem = body_problem(data)
+    if problem is not None:
+        _refuse(*problem)
     try:
         return schema.model_validate(data)
     except ValidationError as err:
         errors = [{**error, "loc": ("body", *error["loc"])} for error in err.errors()]
         raise RequestValidationError(errors) from None
+
+
+def _refuse(message: str, param: str | None) -> NoReturn:
+    context = {"message": message, "param": param}
+    raise RequestValidationError(
+        [{"type": ERROR_TYPE, "loc": ("body",), "msg": message, "ctx": context, "input": None}]
+    )
+
+
+def _too_deep() -> NoReturn:
+    _refuse(f"the request body nests deeper than {MAX_DEPTH} levels; flatten it", None)
 
 
 def keep_alive_seconds(value: float | str | None) -> float | None:
@@ -67,7 +84,7 @@ class Options(BaseModel):
     """Ollama's `options`. Load-time ones (num_ctx, num_thread, num_gpu, …) are ignored:
     owl sets those once per server (`owl serve --ctx --threads`)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)  # NaN passes every bound
 
     temperature: _bounded("temperature") = None
     top_k: _bounded("top_k") = None

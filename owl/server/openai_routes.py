@@ -20,8 +20,9 @@ from owl.engine.scheduler import TokenLogprob
 from owl.engine.stream import DeltaStream
 from owl.errors import InvalidPrompt, ModelNotFound, OwlError
 from owl.server import openai_tools
+from owl.server.disconnect import unless_disconnected
 from owl.server.errors import error_body
-from owl.server.generations import start_generation
+from owl.server.generations import start_generations
 from owl.server.openai_choices import (
     Choice,
     chat_logprobs,
@@ -61,7 +62,7 @@ async def _guarded(events: AsyncIterator[str]) -> AsyncIterator[str]:
             async for event in events:
                 yield event
     except OwlError as err:
-        yield sse(error_body(str(err), status=err.http_status, code=err.code))
+        yield sse(error_body(err.client_message(), status=err.http_status, code=err.code))
     except Exception as err:
         log.exception("generation failed")
         yield sse(error_body(f"generation failed: {type(err).__name__}", status=500, code=None))
@@ -122,7 +123,8 @@ def _seeded(params: SamplingParams, index: int) -> SamplingParams:
 @router.post("/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     model = await _pool(request).get(body.model)
-    grammar, tools, may_answer = body.output_grammar()
+    # Off the event loop: a schema's grammar takes a while to build (bounded: grammar.py).
+    grammar, tools, may_answer = await run_in_threadpool(body.output_grammar)
     params = body.sampling(
         model,
         max_tokens=body.max_completion_tokens,
@@ -133,10 +135,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     if tools:
         messages = openai_tools.with_tools(messages, tools, may_answer=may_answer)
     prompt = await run_in_threadpool(model.chat_tokens, messages)
-    streams = [
-        start_generation(request, model, prompt, _seeded(params, i), cache_prompt=body.cache_prompt)
-        for i in range(body.n)
-    ]
+    seeded = [_seeded(params, i) for i in range(body.n)]
+    streams = start_generations(request, model, prompt, seeded, cache_prompt=body.cache_prompt)
     ident, created = new_id("chatcmpl"), now()
 
     def chunk(text: str | None, finish: str | None, index: int = 0) -> dict[str, Any]:
@@ -171,7 +171,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         return _streaming_response(
             _guarded(_whole_chat_events(streams, chunk, message, include_usage=include_usage))
         )
-    choices = await collect(streams)
+    choices = await unless_disconnected(request, collect(streams))
     answers = []
     for index, choice in enumerate(choices):
         answer, finish = message(choice)
@@ -241,18 +241,15 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     assert isinstance(body.prompt, str)
     prompt = await run_in_threadpool(model.text_tokens, body.prompt)
     score = body.logprobs if body.echo and body.logprobs is not None else None
-    streams = [
-        start_generation(
-            request,
-            model,
-            prompt,
-            _seeded(params, i),
-            prompt_logprobs=score,
-            sample=body.max_tokens != 0,
-            cache_prompt=body.cache_prompt,
-        )
-        for i in range(body.n)
-    ]
+    streams = start_generations(
+        request,
+        model,
+        prompt,
+        [_seeded(params, i) for i in range(body.n)],
+        prompt_logprobs=score,
+        sample=body.max_tokens != 0,
+        cache_prompt=body.cache_prompt,
+    )
     ident, created = new_id("cmpl"), now()
 
     def chunk(text: str | None, finish: str | None, index: int = 0) -> dict[str, Any]:
@@ -269,7 +266,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     if body.stream:
         events = _completion_events(streams, chunk, model=model, body=body, prompt=prompt)
         return _streaming_response(_guarded(events))
-    choices = await collect(streams)
+    choices = await unless_disconnected(request, collect(streams))
     answers = []
     for index, choice in enumerate(choices):
         answer = chunk(None, choice.finish_reason, index)["choices"][0]

@@ -46,6 +46,7 @@ from owl.store.lock import Lock, check_locked
 
 log = logging.getLogger("owl.server")
 SWEEP_EVERY_S = 1.0
+FOREVER_S = 100 * 365 * 86400.0
 _ROOM_POLL_S = 0.1
 
 
@@ -76,7 +77,7 @@ class Loaded:
 
     def expires_at(self) -> datetime | None:
         """When the model unloads if no request comes; None: never (keep_alive < 0)."""
-        if self.keep_alive < 0:
+        if not 0 <= self.keep_alive < FOREVER_S:  # beyond a datetime's range: forever too
             return None
         # While in use the countdown has not started: it starts when the last request ends.
         start = time.monotonic() if self.in_use else self.last_used
@@ -333,9 +334,10 @@ class ModelPool:
         return sorted({entry.name for entry in self._entries.values()})
 
     def close(self) -> None:
+        """Unload every model now: what still runs at shutdown is ended, not waited for."""
         for task in (self._sweeper, *self._soon):
             if task is not None:
                 task.cancel()
         for entry in self._entries.values():
-            entry.model.close()
+            entry.model.close(cancel=True)
         self._entries.clear()

@@ -10,23 +10,26 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from owl.engine import Model, SamplingParams
 from owl.engine.grammar import json_grammar
+from owl.engine.sampling import MAX_TOP_K
 from owl.errors import InvalidPrompt
 from owl.server import openai_tools
+from owl.server.body_checks import CheckedBody
 
 MAX_STOP = 16
 MAX_CHOICES = 8
 MAX_TOP_LOGPROBS = 20
 
 
-class _Request(BaseModel):
+class _Request(CheckedBody):
     # Clients send parameters owl does not use (user, logit_bias, …): accept and ignore
-    # them, as llama.cpp's server does, rather than break those clients.
-    model_config = ConfigDict(extra="ignore")
+    # them, as llama.cpp's server does, rather than break those clients. NaN and infinity
+    # pass every bound (comparisons with NaN are false): refused as not finite.
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     model: str = Field(min_length=1, max_length=512)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=0)
+    top_k: int | None = Field(default=None, ge=0, le=MAX_TOP_K)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     repeat_penalty: float | None = Field(default=None, gt=0.0, le=10.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
@@ -199,6 +202,12 @@ class CompletionRequest(_Request):
     max_tokens: int | None = Field(default=16, ge=0)
     logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     echo: bool = False
+
+    @field_validator("max_tokens", mode="before")
+    @classmethod
+    def _default_max_tokens(cls, value: Any) -> Any:
+        # An explicit null is "not given" (the OpenAI clients send it), not "unlimited".
+        return 16 if value is None else value
 
     @field_validator("prompt")
     @classmethod
