@@ -77,6 +77,16 @@ class BlobStore:
     def has(self, digest: str) -> bool:
         return self.path(digest).is_file()
 
+    def intact(self, digest: str, size: int) -> bool:
+        """Whether the blob is there with the size its manifest records: a cheap check (one
+        stat) that finds a missing or truncated blob. Bytes changed in place need a re-hash
+        (`owl verify`), which moves them aside, so that this then finds the blob missing."""
+        path = self.path(digest)
+        try:
+            return path.is_file() and path.stat().st_size == size
+        except OSError:  # removed between the two calls
+            return False
+
     def require(self, digest: str) -> Path:
         """The path of a blob that must exist (a manifest names it)."""
         path = self.path(digest)
@@ -107,9 +117,9 @@ class BlobStore:
                 "nothing was stored. Check the URL and its #sha256= value"
             )
         target = self.path(digest)
-        if target.exists():
+        if self.intact(digest, writer.size):
             writer.path.unlink(missing_ok=True)
-        else:
+        else:  # absent, or a damaged copy (truncated): the verified bytes take its place
             os.chmod(writer.path, 0o444)
             os.replace(writer.path, target)
         return digest

@@ -63,8 +63,9 @@ def pull_folder(
 ) -> Manifest:
     """Store the model folder at `folder` (resolved) as `target`; returns its manifest.
 
-    Pulling the same folder again returns the stored model (restoring lost blobs); a folder
-    whose files changed since raises NameClash, as a different file would.
+    Pulling the same folder again returns the stored model, with its lost or damaged
+    (wrong-size) blobs restored and scanned afresh; a folder whose files changed since
+    raises NameClash, as a different file would.
     """
     files = model_files(folder)
     entries = [
@@ -82,7 +83,7 @@ def pull_folder(
     added = _import(entries, files, store=store, progress=progress)
     try:
         if existing is not None:
-            return existing
+            return _rescanned(existing, added, store=store)
         stored = {entry.filename: store.blobs.path(entry.digest) for entry in entries}
         check_no_remote_code(stored)  # the bytes a loader will read, not the folder's now
         scans = scan_entries(store, entries, model=str(target))
@@ -123,6 +124,18 @@ def pull_folder(
     return manifest
 
 
+def _rescanned(manifest: Manifest, restored: list[str], *, store: Store) -> Manifest:
+    """The stored model, its restored files scanned afresh (their verdict may be of the
+    damaged copy, or of none: `owl scan` of a blob that `owl verify` had moved aside)."""
+    entries = [entry for entry in manifest.files if entry.digest in restored]
+    if not entries:
+        return manifest
+    records = scan_entries(store, entries, model=manifest.display_name, reuse=False)
+    updated = manifest.model_copy(update={"scans": {**manifest.scans, **records}})
+    store.save(updated)
+    return updated
+
+
 def _import(
     entries: list[FileEntry],
     files: dict[str, Path],
@@ -132,7 +145,11 @@ def _import(
 ) -> list[str]:
     """Copy the files whose blobs are missing; the digests added. A file that changed since
     it was hashed raises DigestMismatch (and what was added before it is removed)."""
-    missing = {entry.digest: entry for entry in entries if not store.blobs.has(entry.digest)}
+    missing = {
+        entry.digest: entry
+        for entry in entries
+        if not store.blobs.intact(entry.digest, entry.size)  # a truncated blob is replaced
+    }
     total = sum(entry.size for entry in missing.values())
     done = 0
     added: list[str] = []

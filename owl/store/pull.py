@@ -67,6 +67,7 @@ def pull(
     parameters: dict[str, Any] | None = None,
     progress: Progress | None = None,
     expect_digest: str | None = None,
+    allow_private: bool = True,
 ) -> Manifest:
     """Bring a model into the store and return its manifest.
 
@@ -84,17 +85,22 @@ def pull(
 
     Every file is scanned (owl.scan) and its verdict kept in the manifest; a file that is
     malformed is refused with ModelFormatError and nothing is stored.
+
+    A stored model whose blobs are missing (`owl verify` moved corrupt ones aside) or of
+    the wrong size (truncated) is restored from its source and its files scanned afresh.
+    `allow_private=False` (a pull made for a server's client) refuses URLs and redirects to
+    loopback and private addresses with SourceNotAllowed; the CLI's pulls allow them.
     """
     ref = parse_ref(ref) if isinstance(ref, str) else ref
     if ref.kind is RefKind.NAME:
         assert ref.name is not None
         existing = store.find(ref.name)
         if existing is not None:
-            if all(store.blobs.has(entry.digest) for entry in existing.files):
+            if not store.damaged(existing):
                 return existing
             if existing.source.kind is RefKind.NAME:
                 raise ModelNotFound(_derived_message(str(ref.name), existing.source.uri))
-            # Its blob was lost: pull it again from where it came from.
+            # A blob was lost or damaged: pull it again from where it came from.
             return pull(
                 existing.source.uri,
                 store=store,
@@ -103,6 +109,7 @@ def pull(
                 license_sources=existing.license_sources,
                 parameters=existing.parameters,
                 progress=progress,
+                allow_private=allow_private,
             )
         alias = find_alias(ref.name)
         if alias is not None:
@@ -115,9 +122,15 @@ def pull(
                 license_sources={"alias": alias.license} if alias.license else None,
                 parameters=parameters or alias.parameters,
                 progress=progress,
+                allow_private=allow_private,
             )
         return _pull_from_catalog(
-            ref.name, store=store, settings=settings, name=name, progress=progress
+            ref.name,
+            store=store,
+            settings=settings,
+            name=name,
+            progress=progress,
+            allow_private=allow_private,
         )
 
     folder = _local_folder(ref)
@@ -158,7 +171,10 @@ def pull(
                 f"Pull the model folder that holds it (`owl pull {ref.path.parent}`)"
             )
 
-    fetched = fetch(ref, blobs=store.blobs, settings=settings, progress=progress)
+    restoring = existing is not None and store.discard_damaged(existing)
+    fetched = fetch(
+        ref, blobs=store.blobs, settings=settings, progress=progress, allow_private=allow_private
+    )
     if expect_digest is not None and fetched.digest != expect_digest:
         if fetched.digest not in store.used_digests():
             store.blobs.remove(fetched.digest)
@@ -171,7 +187,8 @@ def pull(
     try:
         # Scanned before anything else parses it: a file the scan cannot verify is refused
         # here; one it finds unsafe is kept with that verdict, and run/serve refuse it.
-        scans = scan_entries(store, files, model=str(target))
+        # Restored bytes are scanned afresh: the stored verdict may be of the damaged copy.
+        scans = scan_entries(store, files, model=str(target), reuse=not restoring)
         record = scans[fetched.digest]
         if record.verdict == "unverified":
             kind = "GGUF" if record.format == "gguf" else (record.format or "model")
@@ -229,6 +246,7 @@ def _pull_from_catalog(
     settings: Settings,
     name: str | None,
     progress: Progress | None,
+    allow_private: bool,
 ) -> Manifest:
     from owl.catalog import find
 
@@ -254,6 +272,7 @@ def _pull_from_catalog(
         name=name or entry.name,
         license_sources={"catalog": entry.license_label},
         progress=progress,
+        allow_private=allow_private,
     )
 
 
@@ -275,7 +294,7 @@ def pull_locked(
                 f"the stored '{name}' has other files than {LOCK_FILE} pins; "
                 f"`owl rm {name}` and then `owl pull --locked {name}` fetches the pinned ones"
             )
-        if all(store.blobs.has(digest) for digest in pinned.values()):
+        if not store.damaged(existing):
             return existing
     if locked.source.kind is RefKind.NAME:
         raise LockMismatch(_derived_message(name, locked.source.uri))

@@ -117,8 +117,14 @@ def _looks_like_path(text: str) -> bool:
 
 
 def _parse_url(text: str) -> ModelRef:
-    parts = urlsplit(text)
-    if not parts.hostname or not parts.path.strip("/"):
+    try:
+        parts = urlsplit(text)
+        hostname = parts.hostname  # parses the brackets of an IPv6 host, and may fail
+    except ValueError as err:
+        raise InvalidModelName(
+            f"invalid URL {text!r} ({err}): expected http(s)://host/path/model.gguf"
+        ) from None
+    if not hostname or not parts.path.strip("/"):
         raise InvalidModelName(f"invalid URL {text!r}: expected http(s)://host/path/model.gguf")
     digest = None
     if parts.fragment:

@@ -33,14 +33,19 @@ def display_name(model: str, entry: FileEntry) -> str:
 def scan_entries(
     store: Store, entries: list[FileEntry], *, model: str, reuse: bool = True
 ) -> dict[str, ScanRecord]:
-    """A scan record for each file: reused when a manifest already has one for its digest."""
+    """A scan record for each file: reused when a manifest already has one for its digest.
+
+    An "unverified" record is never reused: the scan that made it may have read a blob that
+    was missing or damaged then (`owl scan` after `owl verify` moved it aside), and the
+    bytes now under that digest are whole. Pass `reuse=False` for bytes just restored.
+    """
     from owl.scan import scan_file, scanner_version
 
     version = scanner_version()
     records: dict[str, ScanRecord] = {}
     for entry in entries:
         cached = store.scan_record(entry.digest, version) if reuse else None
-        if cached is None:
+        if cached is None or cached.verdict == "unverified":
             report = scan_file(store.blobs.path(entry.digest), name=display_name(model, entry))
             cached = record_of(report, scanner=version)
         records[entry.digest] = cached

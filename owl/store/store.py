@@ -15,7 +15,7 @@ from owl.errors import ModelNotFound, StoreCorrupted
 from owl.formats import ModelInfo, inspect
 from owl.formats.hf_folder import read_hf_files
 from owl.store.blobs import BlobStore
-from owl.store.manifest import Manifest, ScanRecord
+from owl.store.manifest import FileEntry, Manifest, ScanRecord
 from owl.store.ref import ModelName
 from owl.store.snapshots import materialise, remove_snapshot, snapshot_path
 
@@ -117,6 +117,34 @@ class Store:
         for digest in {entry.digest for entry in manifest.files} - used:
             self.blobs.remove(digest)
         return manifest
+
+    def damaged(self, manifest: Manifest) -> list[FileEntry]:
+        """The files whose blob is missing or not the size the manifest records (truncated):
+        what a pull must fetch again. A stat each, so that every pull can afford it."""
+        return [
+            entry for entry in manifest.files if not self.blobs.intact(entry.digest, entry.size)
+        ]
+
+    def discard_damaged(self, manifest: Manifest) -> bool:
+        """Remove the model's blobs of the wrong size (their bytes are not their digest's), so
+        that a fetch stores whole ones in their place; whether any file was missing or damaged.
+
+        Without this, a source that finds the digest already stored (a pinned URL) would keep
+        the truncated copy.
+        """
+        damaged = self.damaged(manifest)
+        for entry in damaged:
+            path = self.blobs.path(entry.digest)
+            if path.is_file():
+                log.warning(
+                    "%s: %s is damaged (%s bytes, %s expected); fetching it again",
+                    manifest.display_name,
+                    entry.filename,
+                    f"{path.stat().st_size:,}",
+                    f"{entry.size:,}",
+                )
+                self.blobs.remove(entry.digest)
+        return bool(damaged)
 
     def weights_path(self, manifest: Manifest) -> Path:
         """The path of the file the engine loads; StoreCorrupted if its blob is gone."""

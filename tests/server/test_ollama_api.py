@@ -23,6 +23,7 @@ from owl import __version__
 from tests.server.conftest import Server
 from tests.support.fileserver import FileServer
 from tests.support.gguf_edit import copy_with_template, shell_template
+from tests.support.owl_server import running_server
 from tests.support.tiny_gguf import write_tiny_gguf
 
 pytestmark = pytest.mark.slow
@@ -30,6 +31,14 @@ pytestmark = pytest.mark.slow
 MODEL = "smollm2"
 HI = [{"role": "user", "content": "Say hello to a new colleague."}]
 GREEDY = {"temperature": 0, "num_predict": 24}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The shared server, allowed to pull from loopback: the test file server is there."""
+    root = tmp_path_factory.mktemp("serve")
+    with running_server(root, env={"OWL_ALLOWED_SOURCES": "private"}) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -176,6 +176,30 @@ def test_a_lost_blob_is_restored_by_pulling_the_name(
     assert all(check.status == "ok" for check in verify([restored], store=store))
 
 
+def test_a_truncated_blob_and_a_scan_of_a_missing_one_are_restored_by_pulling(
+    store: Store, settings: Settings, tiny_llama: Path, tmp_path: Path
+) -> None:
+    from owl.scan.policy import scan_manifest
+
+    folder = copy_of(tiny_llama, tmp_path)
+    manifest = pull(str(folder), store=store, settings=settings, name="cut")
+    blob = store.blobs.path(manifest.weights.digest)
+    os.chmod(blob, 0o644)
+    os.truncate(blob, manifest.weights.size // 2)
+    restored = pull("cut", store=store, settings=settings)
+    assert blob.stat().st_size == manifest.weights.size
+    assert all(check.status == "ok" for check in verify([restored], store=store))
+
+    # `owl scan` while the blob is gone records "unverified"; the pull that restores it
+    # scans it again, so that `owl run` accepts it.
+    store.blobs.remove(manifest.weights.digest)
+    _, scanned = scan_manifest(restored, store=store)
+    assert verdict_of(scanned) == "unverified"
+    again = pull("cut", store=store, settings=settings)
+    assert verdict_of(again) == "clean" and store.find(again.model_name) == again
+    require_loadable(again, store=store)
+
+
 def test_model_dir_links_the_blobs_under_their_names(
     store: Store, settings: Settings, tiny_llama: Path
 ) -> None:

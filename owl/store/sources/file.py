@@ -10,7 +10,12 @@ from owl.store.sources import Fetched
 
 
 def fetch(
-    ref: ModelRef, *, blobs: BlobStore, settings: Settings, progress: Progress | None = None
+    ref: ModelRef,
+    *,
+    blobs: BlobStore,
+    settings: Settings,
+    progress: Progress | None = None,
+    allow_private: bool = True,  # unused: a local file is not fetched over a network
 ) -> Fetched:
     """Copy the file into the blob store, hashing it on the way."""
     assert ref.path is not None

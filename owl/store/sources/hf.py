@@ -61,7 +61,12 @@ def _repo_files(repo_id: str, revision: str | None, settings: Settings) -> list[
 
 
 def fetch(
-    ref: ModelRef, *, blobs: BlobStore, settings: Settings, progress: Progress | None = None
+    ref: ModelRef,
+    *,
+    blobs: BlobStore,
+    settings: Settings,
+    progress: Progress | None = None,
+    allow_private: bool = True,  # unused: hf goes to settings.hf_endpoint, the operator's choice
 ) -> Fetched:
     """Download (or take from the HF cache) one file of a Hub repository."""
     import httpx2  # huggingface_hub 2.x's HTTP client: its errors are not OSErrors

@@ -32,7 +32,12 @@ def locate(ref: ModelRef) -> Path:
 
 
 def fetch(
-    ref: ModelRef, *, blobs: BlobStore, settings: Settings, progress: Progress | None = None
+    ref: ModelRef,
+    *,
+    blobs: BlobStore,
+    settings: Settings,
+    progress: Progress | None = None,
+    allow_private: bool = True,  # unused: an installed package is not fetched over a network
 ) -> Fetched:
     """Copy the packaged file into the blob store, so uninstalling the package loses nothing."""
     path = locate(ref)
