@@ -156,6 +156,14 @@ class Settings(BaseSettings):
         "lets a request name loopback and private-network hosts (a mirror on the LAN).",
     )
 
+    @field_validator("allowed_sources")
+    @classmethod
+    def _known_sources(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - {"private"})
+        if unknown:
+            raise ValueError(f"unknown source kind {unknown[0]!r}; the one kind is 'private'")
+        return value
+
     @property
     def allows_private_sources(self) -> bool:
         """Whether a request may make the server fetch from loopback or private addresses."""

@@ -1,13 +1,20 @@
-"""What every command shares: JSON output, usage errors that exit 4, the unsafe-model warning."""
+"""What every command shares: JSON output, usage errors that exit 4, the unsafe-model warning,
+and the words for errors that come from the user's machine rather than from owl."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import typer
+from pydantic import ValidationError
 from typer.core import TyperCommand
 
+from owl.errors import ConfigError, InvalidPrompt, OwlError
 from owl.scan.findings import ExitCode
 from owl.store import Manifest
 
@@ -43,3 +50,81 @@ def warn_if_not_clean(manifest: Manifest) -> None:
         err=True,
         fg=typer.colors.RED,
     )
+
+
+def os_error(err: OSError, *, home: Path | None = None) -> OwlError:
+    """An OSError as one line: which path, why, and what to do (OWL_HOME gets its own words).
+
+    `home`: OWL_HOME; by default the one the settings name (none if they do not load).
+    """
+    home = _settings_home() if home is None else home
+    what = err.strerror or type(err).__name__
+    named = isinstance(err.filename, str | bytes | os.PathLike) and err.filename
+    where = Path(os.fsdecode(err.filename)).absolute() if named else None
+    if err.errno == errno.ENOSPC:
+        return OwlError(f"no space left on the disk of {where or 'OWL_HOME'}; free some and retry")
+    if home is None or where is None or not (where == home or home in where.parents):
+        shown = f"{where}: " if where else ""
+        return OwlError(f"{shown}{what}; check the path and its permissions")
+    blocker = next((part for part in (home, *home.parents) if part.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        place = "is a file" if blocker == home else f"is inside {blocker}, which is a file"
+        return ConfigError(
+            f"OWL_HOME {home} {place}, not a folder; point OWL_HOME at a folder (owl creates "
+            "it if it is missing)"
+        )
+    return ConfigError(
+        f"cannot use OWL_HOME {home}: {what} ({where}); make it a folder you can write to, "
+        "or point OWL_HOME at another"
+    )
+
+
+def _settings_home() -> Path | None:
+    from owl.config import load_settings
+
+    try:
+        return load_settings().home
+    except OwlError:
+        return None
+
+
+def text_error(err: UnicodeError, argv: Sequence[str]) -> OwlError:
+    """Text that is not UTF-8: name the argument when it came from the command line.
+
+    Python hands a non-UTF-8 byte of argv over as a lone surrogate ('\udcff'), which fails
+    only later, when the text is encoded for the model or a file.
+    """
+    for arg in argv:
+        if not is_utf8(arg):
+            return InvalidPrompt(
+                f"the argument {ascii(arg)[:60]} is not valid UTF-8 text; give it in UTF-8 "
+                "(a terminal with a UTF-8 locale, e.g. LANG=C.UTF-8)"
+            )
+    return InvalidPrompt(
+        f"some text is not valid UTF-8 ({err.reason}); give prompts, names and files in UTF-8"
+    )
+
+
+def is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def require_utf8(text: str | None, what: str) -> str | None:
+    """`text` unchanged; InvalidPrompt naming `what` if it cannot be encoded as UTF-8."""
+    if text is not None and not is_utf8(text):
+        raise InvalidPrompt(
+            f"{what} ({ascii(text)[:60]}) is not valid UTF-8 text; give it in UTF-8 "
+            "(a terminal with a UTF-8 locale, e.g. LANG=C.UTF-8)"
+        )
+    return text
+
+
+def invalid_value(err: ValidationError) -> OwlError:
+    """Any other pydantic ValidationError as one line: the field and what it should be."""
+    problem = err.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in problem["loc"]) or err.title
+    return OwlError(f"invalid {where}: {problem['msg']}")

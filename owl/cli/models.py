@@ -302,7 +302,9 @@ def rm_command(
     names: Annotated[list[str], typer.Argument(help="Models to delete.")],
 ) -> None:
     """Delete models from the store (and the files no other model uses)."""
-    store = open_store(load_settings())
+    config = load_settings()
+    store = open_store(config)
+    register_embedded(store, config)  # `owl list` shows the built-in models: they can go too
     for name in names:
         manifest = store.remove(parse_name(name))
         console.print(f"deleted [bold]{manifest.display_name}[/bold]")

@@ -9,9 +9,10 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from owl.cli.common import is_utf8, require_utf8
 from owl.config import load_settings
 from owl.engine import Model, SamplingParams
-from owl.errors import OwlError
+from owl.errors import InvalidPrompt, OwlError
 from owl.store import open_store, resolve
 
 
@@ -50,6 +51,13 @@ def _chat(model: Model, system: str | None, params: SamplingParams) -> None:
         if line.strip() == "/clear":
             del history[start:]
             continue
+        if not is_utf8(line):
+            typer.secho(
+                "error: that line is not valid UTF-8 text; type it again",
+                err=True,
+                fg=typer.colors.RED,
+            )
+            continue
         history.append({"role": "user", "content": line})
         try:
             reply = _stream(model, history, params)
@@ -61,6 +69,16 @@ def _chat(model: Model, system: str | None, params: SamplingParams) -> None:
             typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
             continue
         history.append({"role": "assistant", "content": reply})
+
+
+def _read_stdin() -> str:
+    try:
+        return sys.stdin.buffer.read().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InvalidPrompt(
+            f"the prompt on stdin is not valid UTF-8 (byte {err.start}); convert it, e.g. "
+            "with `iconv -t UTF-8`"
+        ) from None
 
 
 def _scales(given: list[float] | None, adapters: int) -> list[float] | None:
@@ -126,6 +144,11 @@ def run_command(
     from owl import engine
     from owl.engine.adapters import is_adapter, split_combination
 
+    # Before the model loads: a non-UTF-8 byte in argv would fail only at tokenizing.
+    require_utf8(prompt, "the prompt")
+    require_utf8(system, "--system")
+    for text in stop or ():
+        require_utf8(text, "--stop")
     config = load_settings(ctx=ctx, threads=threads)
     store = open_store(config)
     # "BASE+ADAPTER[+…]", the server's spelling, is taken too (a file's path is never split).
@@ -160,7 +183,7 @@ def run_command(
         option = "--" + str(problem["loc"][0]).replace("_", "-")
         raise typer.BadParameter(f"{option}: {problem['msg']}") from None
     if prompt is None and not sys.stdin.isatty():
-        prompt = sys.stdin.read()
+        prompt = _read_stdin()
     if prompt is None:
         _chat(loaded, system, params)
         return

@@ -117,12 +117,15 @@ def verify_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Re-hash stored files against their manifests' sha256 digests."""
-    from owl.store.verify import verify
+    from owl.store.verify import verify, verify_store
 
     config = load_settings()
     store = open_store(config)
-    manifests = [store.get(parse_name(name)) for name in models] if models else store.list()
-    checks = verify(manifests, store=store)
+    register_embedded(store, config)  # as `owl list` does: the models it shows are checked
+    if models:
+        checks = verify([store.get(parse_name(name)) for name in models], store=store)
+    else:
+        checks = verify_store(store)
     if json_output:
         print_json([check.__dict__ for check in checks])
     else:
@@ -134,6 +137,7 @@ def verify_command(
                 "corrupt": f"[bold red]corrupt[/bold red] {check.model}  {check.filename}: "
                 f"the bytes hash to {check.actual}, not {check.digest}; moved to "
                 f"{check.quarantined}; run `owl pull {check.model}` to fetch it again",
+                "unreadable": f"[bold red]unreadable[/bold red] {check.model}: {check.error}",
             }
             console.print(line[check.status], highlight=False)
         if not checks:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +11,7 @@ import typer
 from pydantic import SecretStr
 
 from owl.config import load_settings
+from owl.errors import ConfigError
 from owl.store.lock import LOCK_FILE, read_lock
 
 
@@ -59,6 +62,17 @@ def serve_command(
             "(experts only; repeat per model; recorded in its manifest).",
         ),
     ] = None,
+    allow_private_sources: Annotated[
+        bool,
+        typer.Option(
+            "--allow-private-sources",
+            help="Let /api/pull fetch from loopback and private-network hosts (a LAN mirror; "
+            "OWL_ALLOWED_SOURCES=private). Off: a client cannot make the server probe them.",
+        ),
+    ] = False,
+    max_pulls: Annotated[
+        int | None, typer.Option(help="Pulls run at once; more get 429 (OWL_MAX_PULLS).")
+    ] = None,
     locked: Annotated[
         bool,
         typer.Option(
@@ -82,12 +96,18 @@ def serve_command(
         max_tokens=max_tokens,
         max_queue=max_queue,
         max_body=max_body,
+        max_pulls=max_pulls,
     )
+    _check_can_listen(settings.host, settings.port)
     # Repeatable flags add to what the environment gives, rather than replace it.
     settings = settings.model_copy(
         update={
             "api_keys": [*settings.api_keys, *(SecretStr(key) for key in api_key or ())],
             "cors_origins": [*settings.cors_origins, *(cors_origin or ())],
+            "allowed_sources": [
+                *settings.allowed_sources,
+                *(["private"] if allow_private_sources else []),
+            ],
         }
     )
     serve(
@@ -95,6 +115,48 @@ def serve_command(
         allow_unsafe=allow_unsafe or (),
         lock=lock,
     )
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """ConfigError with a hint now if uvicorn could not listen: it would only log and exit 3.
+
+    Binds each address as asyncio's create_server does (SO_REUSEADDR: a port in TIME_WAIT
+    is free), then lets go; a server that takes the port in between still fails in uvicorn.
+    """
+    if port == 0:  # any free port
+        return
+    try:
+        addresses = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as err:
+        raise ConfigError(
+            f"cannot listen on --host {host!r}: {err.strerror}; give an address of this "
+            "machine, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every network)"
+        ) from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as err:
+                raise ConfigError(_listen_problem(host, port, err)) from None
+
+
+def _listen_problem(host: str, port: int, err: OSError) -> str:
+    if err.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} on {host} is in use (another `owl serve`?); stop what listens "
+            "there, or pick another port with --port (or OWL_PORT)"
+        )
+    if err.errno == errno.EACCES:
+        return f"no permission to listen on port {port}; use a port above 1023 with --port"
+    if err.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"{host} is not an address of this machine; give --host 127.0.0.1 (this machine "
+            "only) or 0.0.0.0 (every network)"
+        )
+    return f"cannot listen on {host}:{port}: {err.strerror}; check --host and --port"
 
 
 def register(app: typer.Typer) -> None:

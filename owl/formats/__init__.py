@@ -11,7 +11,14 @@ from owl.formats.hf_folder import read_hf_folder
 from owl.formats.info import ModelInfo, human_bytes, human_count
 from owl.formats.safetensors import is_safetensors, read_safetensors
 
-__all__ = ["ModelInfo", "detect", "human_bytes", "human_count", "inspect"]
+__all__ = [
+    "ModelInfo",
+    "detect",
+    "human_bytes",
+    "human_count",
+    "inspect",
+    "not_a_regular_file",
+]
 
 
 def detect(path: Path) -> str:
@@ -21,6 +28,8 @@ def detect(path: Path) -> str:
     """
     if path.is_dir():
         return "hf-folder"
+    if path.exists() and not path.is_file():
+        raise ModelFormatError(not_a_regular_file(path))
     try:
         with path.open("rb") as handle:
             head = handle.read(8)
@@ -34,6 +43,14 @@ def detect(path: Path) -> str:
         f"{path.name} is not a model file owl can read (no GGUF header, and not safetensors); "
         "owl runs .gguf files and Hugging Face model folders (config.json, *.safetensors): "
         "pull a GGUF, e.g. hf:Org/Repo-GGUF/model.Q4_K_M.gguf, or a model folder"
+    )
+
+
+def not_a_regular_file(path: Path) -> str:
+    """Why a FIFO, socket or device is refused: reading one may never end (`mkfifo f.gguf`)."""
+    return (
+        f"{path} is not a regular file (a pipe, socket or device); give the path of a model "
+        "file or of a model folder"
     )
 
 

@@ -18,6 +18,8 @@ from typing import Any
 from pydantic import BaseModel, computed_field
 
 from owl import __version__
+from owl.errors import ModelFormatError
+from owl.formats import not_a_regular_file
 from owl.scan.detect import Kind, promises_model, sniff
 from owl.scan.findings import (
     EXIT_CODES,
@@ -64,6 +66,13 @@ def scanner_version() -> str:
 def scan_file(path: Path, *, name: str | None = None) -> FileReport:
     """Scan one file; `name` is how to call it (a store blob's original file name)."""
     shown = name or str(path)
+    if not path.is_file():  # a FIFO would block the read below for ever
+        return FileReport(
+            file=shown,
+            format="unknown",
+            status="unverified",
+            error="not a regular file (a pipe, socket or device); owl reads only files",
+        )
     try:
         kind = sniff(path, name=name)
     except OSError as err:
@@ -161,10 +170,13 @@ class ScanReport(BaseModel):
 
 
 def scan(paths: Sequence[Path], *, strict: bool = False) -> ScanReport:
-    """Scan files and folders (recursively). FileNotFoundError names a path that is absent."""
+    """Scan files and folders (recursively). FileNotFoundError names a path that is absent;
+    ModelFormatError one that is neither a file nor a folder (a FIFO, a socket, a device)."""
     for path in paths:
         if not path.exists():
             raise FileNotFoundError(path)
+        if not (path.is_file() or path.is_dir()):
+            raise ModelFormatError(not_a_regular_file(path))
     return ScanReport(
         files=[scan_file(path, name=shown) for path, shown in _files(paths)], strict=strict
     )

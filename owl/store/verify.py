@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
+from owl.errors import InvalidModelName, StoreCorrupted
 from owl.store.blobs import sha256_file
 from owl.store.manifest import Manifest
+from owl.store.ref import parse_name
 from owl.store.store import Store
 
-Status = Literal["ok", "missing", "corrupt"]
+Status = Literal["ok", "missing", "corrupt", "unreadable"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,42 @@ class FileCheck:
     status: Status
     actual: str | None = None  # the digest the bytes on disk have, when corrupt
     quarantined: str | None = None  # where the corrupt bytes were moved
+    error: str | None = None  # why a manifest is unreadable, and what to do
+
+
+def verify_store(store: Store) -> list[FileCheck]:
+    """Check every model in the store, and say which manifests cannot be read at all.
+
+    Store.list() skips an unreadable manifest so that one damaged file hides no other
+    model; a check of the store's integrity must report it instead.
+    """
+    manifests: list[Manifest] = []
+    unreadable: list[FileCheck] = []
+    for path in sorted(store.manifest_dir.glob("*/*.json")):
+        shown = f"{path.parent.name}:{path.stem}"
+        try:
+            manifest = store.find(parse_name(shown))
+        except (StoreCorrupted, InvalidModelName) as err:
+            unreadable.append(
+                FileCheck(
+                    model=shown,
+                    filename=path.name,
+                    digest="",
+                    status="unreadable",
+                    error=_unreadable(err, path),
+                )
+            )
+            continue
+        if manifest is not None:
+            manifests.append(manifest)
+    manifests.sort(key=lambda manifest: manifest.display_name)
+    return [*unreadable, *verify(manifests, store=store)]
+
+
+def _unreadable(err: Exception, path: Path) -> str:
+    if isinstance(err, StoreCorrupted):
+        return str(err)
+    return f"manifest {path} is not named like a model; move it out of the store"
 
 
 def verify(manifests: list[Manifest], *, store: Store) -> list[FileCheck]:

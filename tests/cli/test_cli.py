@@ -140,7 +140,7 @@ def test_pull_list_rm_a_local_file(owl_env: Path, bundled_gguf: Path, tmp_path: 
         (("show", "bad name!"), "invalid model name"),
         (("rm", "../etc"), "invalid model name"),
         (("rm", "ghost"), "not in the store"),
-        (("pull", "https://127.0.0.1:9/m.gguf"), "run the same `owl pull` again"),
+        (("pull", "https://127.0.0.1:9/m.gguf"), "check the URL and the connection"),
         (("run", "smollm2", "hi", "--temperature", "-1"), "temperature"),
     ],
 )
