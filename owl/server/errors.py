@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from owl.errors import OwlError
@@ -140,6 +141,8 @@ class CatchAllMiddleware:
 
         try:
             await self.app(scope, receive, sending)
+        except ClientDisconnect:
+            return  # the client left, or broke its chunked body, while it was read
         except Exception as err:
             if started:
                 raise

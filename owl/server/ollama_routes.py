@@ -293,7 +293,8 @@ async def generate(request: Request) -> Any:
     return await _answer(request, _pieces(deltas, timing), make, stream=body.stream)
 
 
-@router.api_route("/api/tags", methods=["GET", "HEAD"])
+@router.head("/api/tags", include_in_schema=False)  # one operation per method in the schema
+@router.get("/api/tags")
 async def tags(request: Request) -> dict[str, Any]:
     store = _pool(request).store
 
@@ -338,7 +339,8 @@ async def stop(name: str, request: Request) -> dict[str, Any]:
     return {"model": name, "unloaded": unloaded, "unloading": pending}
 
 
-@router.api_route("/api/version", methods=["GET", "HEAD"])
+@router.head("/api/version", include_in_schema=False)
+@router.get("/api/version")
 async def version() -> dict[str, str]:
     return {"version": __version__}
 

