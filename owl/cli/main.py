@@ -85,6 +85,10 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except SystemExit as exit_:
+        if exit_.code == 130:  # typer's own answer to Ctrl-C inside a command: say so
+            typer.echo("interrupted", err=True)
+        raise
 
 
 if __name__ == "__main__":
