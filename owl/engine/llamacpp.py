@@ -199,8 +199,10 @@ class LlamaCppBackend:
         prompt_logprobs: int | None = None,
         sample: bool = True,
         cache_prompt: bool = True,
+        group: object | None = None,
     ) -> None:
-        """Generate for `tokens` in the running batch; sampled tokens go to `sink`."""
+        """Generate for `tokens` in the running batch; sampled tokens go to `sink`
+        (`group`: the request it belongs to, see Scheduler.submit)."""
         self.scheduler.submit(
             tokens,
             params,
@@ -208,6 +210,7 @@ class LlamaCppBackend:
             prompt_logprobs=prompt_logprobs,
             sample=sample,
             cache_prompt=cache_prompt,
+            group=group,
         )
 
     def generate(self, tokens: list[int], params: SamplingParams) -> Iterator[int]:

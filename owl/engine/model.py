@@ -124,6 +124,7 @@ class Model:
         prompt_logprobs: int | None = None,
         sample: bool = True,
         cache_prompt: bool = True,
+        group: object | None = None,
     ) -> DeltaStream[Delta]:
         """Stream text for `prompt_tokens`; the last Delta has finish_reason and usage.
 
@@ -132,6 +133,7 @@ class Model:
         stream to stop it early. `prompt_logprobs` scores the prompt first (with that many
         alternatives per token); `sample=False` only scores it. `cache_prompt=False`
         evaluates the whole prompt even where a slot holds its prefix (see scheduler.py).
+        Generations of one `group` (one request's choices) share the slots fairly with others.
         """
         if not prompt_tokens:
             raise InvalidPrompt(
@@ -155,6 +157,7 @@ class Model:
                 prompt_logprobs=prompt_logprobs,
                 sample=sample,
                 cache_prompt=cache_prompt,
+                group=group,
             )
             return stream
         wanted = [

@@ -109,6 +109,7 @@ class Job:
     prompt_logprobs: int | None = None  # score the prompt, with this many alternatives
     sample: bool = True  # False: only score the prompt
     cache_prompt: bool = True  # False: evaluate the whole prompt, whatever a slot holds
+    group: object | None = None  # the request it belongs to (None: a group of its own)
     pending: list[int] = field(default_factory=list)  # tokens to evaluate next
     sampler: Any = None
     slot: Slot | None = None
@@ -121,6 +122,10 @@ class Slot:
     cached: list[int] = field(default_factory=list)  # tokens in the KV cache, from position 0
     job: Job | None = None
     last_used: int = 0
+
+
+def _group_key(job: Job) -> int:
+    return id(job.group) if job.group is not None else id(job)
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -158,7 +163,12 @@ class Scheduler:
         prompt_logprobs: int | None = None,
         sample: bool = True,
         cache_prompt: bool = True,
+        group: object | None = None,
     ) -> None:
+        """Queue a generation. Jobs of one `group` (the choices of one request) share the
+        slots fairly with the others: a free slot goes to the waiting job whose group holds
+        the fewest slots, the oldest first among equals — so a request for n=8 choices
+        cannot take every slot from requests that arrived after it."""
         job = Job(
             list(prompt),
             params,
@@ -166,6 +176,7 @@ class Scheduler:
             prompt_logprobs=prompt_logprobs,
             sample=sample,
             cache_prompt=cache_prompt,
+            group=group,
         )
         with self._lock:
             if self._closed:
@@ -238,7 +249,9 @@ class Scheduler:
             if slot.job is not None and (slot.job.sink.cancelled or self._aborted):
                 self._finish(slot.job)
         while self._waiting and any(slot.job is None for slot in self.slots):
-            self._admit(self._waiting.popleft())
+            job = self._fairest_waiting()
+            self._waiting.remove(job)
+            self._admit(job)
         pieces, jobs = self._plan()
         if not pieces:
             return
@@ -270,6 +283,15 @@ class Scheduler:
                 job.pending = [token]
             else:
                 self._finish(job)
+
+    def _fairest_waiting(self) -> Job:
+        """The waiting job whose group holds the fewest slots; the oldest among equals."""
+        held: dict[int, int] = {}
+        for slot in self.slots:
+            if slot.job is not None:
+                key = _group_key(slot.job)
+                held[key] = held.get(key, 0) + 1
+        return min(self._waiting, key=lambda job: held.get(_group_key(job), 0))
 
     def _score(self, job: Job, piece: Piece, index: int) -> None:
         """Each prompt token's log-probability given the tokens before it."""

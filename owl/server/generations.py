@@ -80,9 +80,10 @@ class Generations:
             self.models[model.name] = model
         started = getattr(request.state, "started", None) or time.monotonic()
         streams: list[WatchedStream] = []
+        group = object()  # this request's choices share the slots fairly with other requests
         try:
             for params in choices:
-                stream = model.generate(prompt, params, **options)
+                stream = model.generate(prompt, params, group=group, **options)
                 streams.append(WatchedStream(stream, owner=self, model=model.name, started=started))
         except BaseException:
             for watched in streams:

@@ -6,6 +6,7 @@ depend on the others, nor on how much of its prompt came from the cache.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from owl.engine import Delta, Model, SamplingParams
 from owl.engine.llamacpp import LlamaCppBackend
+from owl.engine.worker import engine_thread
 from owl.errors import InvalidPrompt
 
 pytestmark = pytest.mark.slow
@@ -168,3 +170,48 @@ def test_without_the_prompt_cache_the_answer_is_the_fresh_ones(bundled_gguf: Pat
         assert cached[0][0] == fresh[0][0]
     finally:
         model.close()
+
+
+class _Recorder:
+    """A Sink (owl/engine/scheduler.py) that notes which job each sampled token is for."""
+
+    def __init__(self, name: str, log: list[str], ended: threading.Semaphore) -> None:
+        self.name, self.log, self.ended = name, log, ended
+        self.count = 0
+
+    @property
+    def cancelled(self) -> bool:
+        return False
+
+    def token(self, token: int, logprob: object) -> bool:
+        self.log.append(self.name)
+        self.count += 1
+        return self.count < GREEDY.max_tokens
+
+    def prompt_logprobs(self, logprobs: object) -> None:
+        pass
+
+    def end(self, error: BaseException | None = None) -> None:
+        self.ended.release()
+
+
+def test_a_request_for_many_choices_does_not_take_every_slot(bundled_gguf: Path) -> None:
+    model = _load(bundled_gguf, slots=2)
+    try:
+        prompt = model.chat_tokens(_ask("Count to ten."))
+        log: list[str] = []
+        ended = threading.Semaphore(0)
+        hold = threading.Event()
+        engine = engine_thread().submit(hold.wait)  # every job waits for the same first step
+        many, one = object(), object()
+        for name, group in [("A1", many), ("A2", many), ("A3", many), ("B", one)]:
+            model.backend.submit(prompt, GREEDY, _Recorder(name, log, ended), group=group)
+        hold.set()
+        engine.result()
+        for _ in range(4):
+            assert ended.acquire(timeout=60)
+    finally:
+        model.close()
+    # First come, first served would give both slots to A's choices, B waiting behind them.
+    assert log.index("B") < log.index("A2"), log[:8]
+    assert log.count("B") == GREEDY.max_tokens
