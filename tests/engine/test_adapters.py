@@ -26,6 +26,8 @@ from tests.support.owl_server import running_server
 from tests.support.tiny_lora import ADAPTER, BASE, TinyLora, tiny_lora
 from tests.support.tiny_models import INPUT_IDS
 
+pytestmark = pytest.mark.slow  # loads models, starts servers
+
 COMBINATION = f"{BASE}:f16+{ADAPTER}"
 TOP = 5
 

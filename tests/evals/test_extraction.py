@@ -136,6 +136,7 @@ def test_read_examples_names_the_bad_line(tmp_path: Path) -> None:
         read_examples(path)
 
 
+@pytest.mark.slow
 def test_a_real_run_through_llama_cpp(store, settings, monkeypatch) -> None:
     monkeypatch.setenv("OWL_THREADS", "1")
     settings = settings.model_copy(update={"threads": 1})
@@ -150,6 +151,7 @@ def test_a_real_run_through_llama_cpp(store, settings, monkeypatch) -> None:
     assert again.answers == result.answers  # greedy: the same answers every time
 
 
+@pytest.mark.slow
 def test_the_cli_prints_one_json_line(tmp_path: Path) -> None:
     done = owl(
         tmp_path / "home",

@@ -22,6 +22,7 @@ def text(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_the_report_orders_the_types_by_quality(
     store: Store, settings: Settings, tmp_path: Path, text: Path
 ) -> None:

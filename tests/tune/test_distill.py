@@ -205,6 +205,7 @@ def test_lineage_names_the_teacher_and_its_terms_reach_the_student(
 # Real teachers
 
 
+@pytest.mark.slow
 def test_a_stored_teacher_answers_in_process(store, settings, tmp_path: Path) -> None:
     settings = settings.model_copy(update={"threads": 1, "ctx": 1024})
     prompts = _prompts(tmp_path, 3)
@@ -243,6 +244,7 @@ def test_a_stored_teacher_answers_in_process(store, settings, tmp_path: Path) ->
     assert result.student is None
 
 
+@pytest.mark.slow
 def test_truncated_answers_leave_nothing_to_train_on(store, settings, tmp_path: Path) -> None:
     settings = settings.model_copy(update={"threads": 1, "ctx": 1024})
     with pytest.raises(TeacherError, match="2 truncated"):
@@ -263,6 +265,7 @@ def test_truncated_answers_leave_nothing_to_train_on(store, settings, tmp_path: 
     assert report["dropped"]["truncated"] == 2 and report["kept"] == 0
 
 
+@pytest.mark.slow
 def test_a_teacher_behind_owl_serve_answers_like_the_same_model_in_process(
     store, settings, tmp_path: Path
 ) -> None:
@@ -341,6 +344,7 @@ def test_an_unreachable_teacher_url_is_a_clear_error(store, settings, tmp_path: 
         )
 
 
+@pytest.mark.slow
 def test_the_cli_writes_the_dataset_and_reports(tmp_path: Path) -> None:
     home = tmp_path / "home"
     done = owl(

@@ -21,6 +21,8 @@ from tests.support.cli import owl
 from tests.support.coverage import TOLERANCE
 from tests.support.tiny_lora import ADAPTER, BASE, TinyLora, tiny_lora
 
+pytestmark = pytest.mark.slow  # loads models, starts servers
+
 
 @pytest.fixture(scope="module")
 def lora(tmp_path_factory: pytest.TempPathFactory, bundled_gguf: Path) -> TinyLora:
