@@ -7,17 +7,19 @@ it points at) as it finds it. So owl walks the protobuf wire format itself, agai
 schema of sentencepiece_model.proto: every varint at most 10 bytes, every length inside the
 buffer and inside its message, nesting fixed by the schema (three levels, no recursion), a
 bounded number of pieces, piece strings valid UTF-8, enums in range, and what the loader
-itself demands of the pieces (non-empty, no NUL, finite scores, unique, one <unk>, an ordinary one,
-well-formed byte pieces). A file
-that parses is clean; anything else is unverified, with the byte offset where it broke.
+itself demands of the pieces (non-empty, no NUL, finite scores, unique, one <unk>, an ordinary
+one, well-formed byte pieces, all 256 of them when byte_fallback is on). A file that parses
+is clean; anything else is unverified, with the byte offset where it broke. Owl may refuse
+what the loader would take (it reads no piece that is not UTF-8), never the other way round.
 
 Why not a library: `sentencepiece` (owl[convert], not core) is the native parser this
 guards; `protobuf` is not a core dependency, and it would need the generated schema module
 that ships inside `sentencepiece`. The wire format is small enough to read here in Python.
-The charsmap is checked as the normalizer reads it: the trie's size fits, in whole 32-bit
-units, every block a reachable node reads lies inside the trie, every leaf points inside
-the strings, and the strings end with a NUL. A self-test section (field 4) is parsed but
-not run, as the loader would.
+The charsmap is checked as sentencepiece (0.2.3) checks it on load: the trie's size leaves
+room for the strings and is whole 1,024-byte blocks, the strings end with a NUL, and every
+unit of the trie, reached or not, keeps the normalizer's reads inside the trie and the
+strings (see `_trie`). A self-test section (field 4) is parsed but not run, as the loader
+would.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import math
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
 
 from owl.scan.findings import Finding, Unverified
 
@@ -39,6 +43,7 @@ MODEL_TYPES = range(1, 5)  # UNIGRAM, BPE, WORD, CHAR
 _UNKNOWN, _BYTE = 2, 6
 _ORDINARY = (1, 4, 5)  # NORMAL, USER_DEFINED, UNUSED
 _HEX = set("0123456789ABCDEF")
+_BYTES = 256  # byte pieces a byte_fallback model has: one for each byte, each once
 _CORRUPT = "the file is truncated or corrupt: download it again"
 
 Field = tuple[int, int, int, int, int]  # number, wire type, offset of its tag, value or start, end
@@ -115,6 +120,7 @@ _PIECE = {1: STRING, 2: FLOAT, 3: PIECE_TYPE}
 _NORMALIZER_NAMES = {3: "normalizer_spec", 5: "denormalizer_spec"}
 _CHARSMAP = 2
 _BYTE_FALLBACK = 35
+_BLOCK = 1024  # bytes in 256 trie units: the loader takes tries in whole blocks
 
 
 def _wire_of(kind: int) -> int:
@@ -175,63 +181,62 @@ def _piece(data: bytes, start: int, end: int, *, index: int) -> tuple[str, int]:
 
 
 def _is_byte_piece(text: str) -> bool:
-    hexdigits = "0123456789ABCDEF"
-    return (
-        len(text) == 6 and text[:3] == "<0x" and text[5] == ">" and set(text[3:5]) <= set(hexdigits)
-    )
+    return len(text) == 6 and text[:3] == "<0x" and text[5] == ">" and set(text[3:5]) <= _HEX
 
 
 def _charsmap(data: bytes, start: int, end: int) -> None:
-    """The framing the normalizer trusts: a little-endian trie size, the trie's 32-bit units,
-    then NUL-terminated strings that the trie's values point into."""
+    """The framing the normalizer demands: a little-endian trie size, the trie's 32-bit
+    units in whole 256-unit blocks, then strings that end with a NUL (at least that one)."""
     if start == end:
         return
     if end - start <= 4:
         raise _Broken(start, "the precompiled charsmap is too short to hold a trie")
     (trie,) = struct.unpack_from("<I", data, start)
-    if trie % 4 or trie > end - start - 4:
+    if trie >= end - start - 4:
         raise _Broken(
-            start, f"the charsmap's trie claims {trie:,} bytes of {end - start - 4:,}; {_CORRUPT}"
+            start,
+            f"the charsmap's trie claims {trie:,} bytes of {end - start - 4:,}, leaving none "
+            f"for its strings; {_CORRUPT}",
         )
-    strings = data[start + 4 + trie : end]
-    if strings and strings[-1] != 0:
+    if data[end - 1] != 0:
         raise _Broken(end - 1, "the charsmap's strings do not end with a NUL")
-    _trie(data[start + 4 : start + 4 + trie], strings=len(strings), at=start + 4)
+    if trie < _BLOCK or trie % _BLOCK:
+        raise _Broken(
+            start,
+            f"the charsmap's trie has {trie:,} bytes, not whole blocks of {_BLOCK:,}; {_CORRUPT}",
+        )
+    units = np.frombuffer(data, dtype="<u4", count=trie // 4, offset=start + 4)  # no copy
+    _trie(units, strings=end - start - 4 - trie, at=start + 4)
 
 
-def _trie(blob: bytes, *, strings: int, at: int) -> None:
-    """Every read the normalizer can make of the double-array trie stays inside it.
+def _trie(units: np.ndarray, *, strings: int, at: int) -> None:
+    """Every unit of the double-array trie is one the normalizer can follow, reached or not.
 
-    darts-clone reads units[base ^ byte] for every input byte before it checks the label,
-    so each reachable node's whole 256-unit block must exist; a leaf's value is an offset
-    into the strings. Walked level by level over arrays, each node once: no recursion.
+    A unit is a leaf (top bit set: a value, an offset into the strings) or a node (a label,
+    a has-leaf bit and an offset to its block of 256 children). darts-clone reads
+    units[block ^ byte] for any input byte before it checks the label, and reads the leaf of
+    a node that has one at units[block]; the loader checks every unit so that these reads
+    stay inside the trie: each node's block starts inside it (whole blocks, so it ends inside
+    too), each node with a leaf has a leaf unit there, each leaf points inside the strings,
+    and the root is a plain node (label 0, no leaf) with children elsewhere.
     """
-    import numpy as np
-
-    units = np.frombuffer(blob, dtype="<u4").astype(np.int64)
-    if not len(units):
-        raise _Broken(at, "the charsmap's trie is empty")
-    labels = np.arange(256, dtype=np.int64)
     offsets = (units >> 10) << ((units & (1 << 9)) >> 6)
-    seen = np.zeros(len(units), dtype=bool)
-    nodes = np.zeros(1, dtype=np.int64)
-    seen[0] = True
-    while len(nodes):
-        bases = nodes ^ offsets[nodes]
-        if int((bases | 0xFF).max()) >= len(units):
-            raise _Broken(at, "the charsmap's trie points outside itself")
-        children = bases[:, None] ^ labels[None, :]
-        matched = (units[children] & 0x800000FF) == labels[None, :]
-        children = children[matched]
-        leaves = children[(units[children] >> 8) & 1 == 1]
-        values = leaves ^ offsets[leaves]
-        if len(values) and (
-            int(values.max()) >= len(units) or int((units[values] & 0x7FFFFFFF).max()) >= strings
-        ):
-            raise _Broken(at, "the charsmap's trie points outside its strings")
-        children = np.unique(children[~seen[children]])
-        seen[children] = True
-        nodes = children
+    blocks = np.arange(len(units), dtype=np.uint32) ^ offsets  # like the units, 32 bits wide
+    leaf = units >> 31 == 1
+    if units[0] & 0x800001FF or offsets[0] == 0 or blocks[0] >= len(units):
+        raise _Broken(at, f"the charsmap's trie has a broken root; {_CORRUPT}")
+    _refuse(leaf & ((units & 0x7FFFFFFF) >= strings), at, "a leaf points past its strings")
+    node = ~leaf
+    _refuse(node & (blocks >= len(units)), at, "a node's children lie outside it")
+    has_leaf = node & ((units >> 8) & 1 == 1)
+    _refuse(has_leaf & ~leaf[np.where(has_leaf, blocks, 0)], at, "a node's leaf is not a leaf")
+
+
+def _refuse(bad: np.ndarray, at: int, what: str) -> None:
+    """Raise at the first unit where `bad` holds."""
+    if bad.any():
+        unit = int(np.argmax(bad))
+        raise _Broken(at + 4 * unit, f"in the charsmap's trie, {what} (unit {unit:,}); {_CORRUPT}")
 
 
 def _normalizer(data: bytes, start: int, end: int, *, name: str) -> None:
@@ -334,6 +339,12 @@ class _Pieces:
         if self.byte_pieces and not byte_fallback:
             tag_at, text = self.byte_pieces[0]
             raise _Broken(tag_at, f"byte piece {text!r} is there although byte_fallback is off")
+        if byte_fallback and len(self.byte_pieces) != _BYTES:
+            raise _Broken(
+                0,
+                f"byte_fallback is on but the model has {len(self.byte_pieces)} of the {_BYTES} "
+                "byte pieces <0x00>..<0xFF>, which sentencepiece refuses",
+            )
 
 
 def scan_sentencepiece(path: Path, *, file: str) -> list[Finding]:
