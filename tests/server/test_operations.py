@@ -6,6 +6,7 @@ import json
 import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -212,6 +213,40 @@ def test_a_full_queue_is_429_with_retry_after(http: httpx.Client) -> None:
             break
         time.sleep(0.1)
     assert again.status_code == 200
+
+
+def test_sigterm_is_bounded_with_generations_running_and_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One slot, a long context: one request generates, two wait, none streams. Unbounded,
+    # these would run for minutes after SIGTERM; shutdown ends them all with their answers.
+    monkeypatch.setenv("OWL_SHUTDOWN_TIMEOUT", "2")
+    body = {"model": MODEL, "prompt": COUNTING, "temperature": 0, "max_tokens": 3500}
+    args = ["--parallel", "1", "--ctx", "4096"]
+    with running_server(tmp_path, args=args) as server:
+        with httpx.Client(base_url=server.base, timeout=120) as http:
+            with ThreadPoolExecutor(3) as pool:
+                answers = [pool.submit(http.post, "/v1/completions", json=body) for _ in "abc"]
+                waiting, deadline = 0.0, time.monotonic() + 60
+                while waiting < 2:  # a gauge, polled: every request is in before the signal
+                    assert time.monotonic() < deadline, "the requests never queued"
+                    time.sleep(0.05)
+                    samples = text_string_to_metric_families(http.get("/metrics").text)
+                    waiting = sum(
+                        sample.value
+                        for family in samples
+                        for sample in family.samples
+                        if sample.name == "owl_queue_depth"
+                    )
+                server.process.send_signal(signal.SIGTERM)
+                code = server.process.wait(timeout=60)  # minutes without the bound
+                replies = [answer.result() for answer in answers]
+    assert code == 0
+    for reply in replies:
+        assert reply.status_code == 200, reply.text[:300]
+        choice = reply.json()["choices"][0]
+        assert choice["finish_reason"] == "length"
+        assert reply.json()["usage"]["completion_tokens"] < 3500
 
 
 def test_sigterm_ends_open_streams_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
