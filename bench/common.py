@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import platform
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -42,3 +43,10 @@ def run_and_print(
             result = run(args, Path(home))
     result["bench_s"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result), flush=True)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server the bench starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

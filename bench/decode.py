@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import cpu_name, load_average, run_and_print
+from common import cpu_name, free_port, load_average, run_and_print
 
 MODEL = "smollm2"
 # A raw completion prompt that greedy decoding continues for well over 128 tokens
@@ -55,12 +54,6 @@ class Sample:
     @property
     def tps(self) -> float:
         return (self.tokens - 1) / self.span_s if self.span_s > 0 and self.tokens > 1 else 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- the three ways ------------------------------------------------------------------

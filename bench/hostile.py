@@ -37,7 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
-from common import cpu_name, load_average, run_and_print
+from common import cpu_name, free_port, load_average, run_and_print
 
 MODEL = "smollm2"
 HI = [{"role": "user", "content": "Say hello to a new colleague."}]
@@ -47,12 +47,6 @@ DEPTH = 100_000
 
 def log(message: str) -> None:
     print(f"[hostile] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(home: Path, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:

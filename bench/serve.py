@@ -24,14 +24,13 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
-from common import cpu_name, load_average, run_and_print
+from common import cpu_name, free_port, load_average, run_and_print
 
 MODEL = "smollm2"
 PROMPTS = [
@@ -48,12 +47,6 @@ PROMPTS = [
 
 def log(message: str) -> None:
     print(f"[serve] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def rss_bytes(pid: int) -> int:

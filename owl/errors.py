@@ -103,6 +103,15 @@ class InvalidPrompt(OwlError, ValueError):
     code = "invalid_prompt"
 
 
+class InvalidParameter(InvalidPrompt):
+    """A sampling parameter outside its range: `param` names it, `reason` says why."""
+
+    def __init__(self, *, param: str, reason: str) -> None:
+        super().__init__(f"invalid '{param}': {reason}")
+        self.param = param
+        self.reason = reason
+
+
 class TemplateError(OwlError, ValueError):
     """A chat template that fails to render or tries to escape its sandbox."""
 

@@ -96,10 +96,7 @@ def text_error(err: UnicodeError, argv: Sequence[str]) -> OwlError:
     """
     for arg in argv:
         if not is_utf8(arg):
-            return InvalidPrompt(
-                f"the argument {ascii(arg)[:60]} is not valid UTF-8 text; give it in UTF-8 "
-                "(a terminal with a UTF-8 locale, e.g. LANG=C.UTF-8)"
-            )
+            return _not_utf8(f"the argument {ascii(arg)[:60]}")
     return InvalidPrompt(
         f"some text is not valid UTF-8 ({err.reason}); give prompts, names and files in UTF-8"
     )
@@ -116,11 +113,15 @@ def is_utf8(text: str) -> bool:
 def require_utf8(text: str | None, what: str) -> str | None:
     """`text` unchanged; InvalidPrompt naming `what` if it cannot be encoded as UTF-8."""
     if text is not None and not is_utf8(text):
-        raise InvalidPrompt(
-            f"{what} ({ascii(text)[:60]}) is not valid UTF-8 text; give it in UTF-8 "
-            "(a terminal with a UTF-8 locale, e.g. LANG=C.UTF-8)"
-        )
+        raise _not_utf8(f"{what} ({ascii(text)[:60]})")
     return text
+
+
+def _not_utf8(what: str) -> InvalidPrompt:
+    return InvalidPrompt(
+        f"{what} is not valid UTF-8 text; give it in UTF-8 (a terminal with a UTF-8 locale, "
+        "e.g. LANG=C.UTF-8)"
+    )
 
 
 def invalid_value(err: ValidationError) -> OwlError:

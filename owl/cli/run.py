@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from owl.cli.common import is_utf8, require_utf8
 from owl.config import load_settings
 from owl.engine import Model, SamplingParams
-from owl.errors import InvalidPrompt, OwlError
+from owl.errors import InvalidParameter, InvalidPrompt, OwlError
 from owl.store import open_store, resolve
 
 
@@ -178,10 +177,9 @@ def run_command(
             max_tokens=max_tokens,
             stop=tuple(stop) if stop else None,
         )
-    except ValidationError as err:
-        problem = err.errors()[0]
-        option = "--" + str(problem["loc"][0]).replace("_", "-")
-        raise typer.BadParameter(f"{option}: {problem['msg']}") from None
+    except InvalidParameter as err:  # a flag's value: a usage error that names the flag
+        option = "--" + err.param.replace("_", "-")
+        raise typer.BadParameter(f"{option}: {err.reason}") from None
     if prompt is None and not sys.stdin.isatty():
         prompt = _read_stdin()
     if prompt is None:

@@ -15,7 +15,7 @@ from owl.engine.stream import DeltaStream
 from owl.engine.template import ChatTemplate
 from owl.engine.textstream import TextStream
 from owl.engine.worker import engine_thread
-from owl.errors import ContextOverflow, InvalidPrompt, NotSupportedYet
+from owl.errors import ContextOverflow, InvalidParameter, InvalidPrompt, NotSupportedYet
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class Model:
         except ValidationError as err:  # values a request or a flag sent: the caller's to fix
             first = err.errors()[0]
             field = ".".join(str(part) for part in first["loc"]) or "sampling"
-            raise InvalidPrompt(f"invalid '{field}': {first['msg']}") from None
+            raise InvalidParameter(param=field, reason=first["msg"]) from None
 
     @property
     def n_ctx(self) -> int:

@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from owl.errors import OwlError
-from owl.server import body_checks
+from owl.server.body_checks import ERROR_TYPE as BODY_ERROR
 
 log = logging.getLogger("owl.server")
 
@@ -77,7 +77,7 @@ def _validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
     first = errors[0] if errors else {}
     param = _param(first.get("loc", ()))
     message = first.get("msg", "invalid request body")
-    if first.get("type") == body_checks.ERROR_TYPE:
+    if first.get("type") == BODY_ERROR:
         context = first.get("ctx") or {}
         return str(context.get("message", message)), context.get("param")
     if first.get("type") == "json_invalid":

@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal, NoReturn, TypeVar
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from starlette.requests import ClientDisconnect
 
 from owl.config import duration_seconds
 from owl.engine import Model, SamplingParams
@@ -21,7 +20,6 @@ from owl.engine.grammar import json_grammar
 from owl.errors import InvalidPrompt
 from owl.server import openai_tools
 from owl.server.body_checks import ERROR_TYPE, MAX_DEPTH, body_problem
-from owl.server.disconnect import ClientGone
 from owl.server.schemas import MAX_STOP
 
 T = TypeVar("T", bound=BaseModel)
@@ -34,10 +32,7 @@ async def parse_body(request: Request, schema: type[T]) -> T:
     (`curl … -d '{…}'`) send form-urlencoded: FastAPI's own body parsing would refuse them.
     Failures become RequestValidationError, which owl/server/errors.py maps to 400.
     """
-    try:
-        raw = await request.body()
-    except ClientDisconnect:  # the client went, or broke its chunked encoding, mid-body
-        raise ClientGone() from None
+    raw = await request.body()  # a client gone mid-body: errors.CatchAllMiddleware
     try:
         data = json.loads(raw) if raw.strip() else {}
     except (ValueError, UnicodeDecodeError):

@@ -141,7 +141,7 @@ def test_pull_list_rm_a_local_file(owl_env: Path, bundled_gguf: Path, tmp_path: 
         (("rm", "../etc"), "invalid model name"),
         (("rm", "ghost"), "not in the store"),
         (("pull", "https://127.0.0.1:9/m.gguf"), "check the URL and the connection"),
-        (("run", "smollm2", "hi", "--temperature", "-1"), "temperature"),
+        (("run", "smollm2", "hi", "--temperature", "-1"), "--temperature: Input should be greater"),
     ],
 )
 def test_errors_are_one_clear_line(owl_env: Path, args: tuple[str, ...], message: str) -> None:

@@ -24,6 +24,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from tests.server.conftest import Server
+from tests.support.hostile import OLLAMA_BODY_ROUTES
 from tests.support.owl_server import running_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -33,14 +34,7 @@ MAX_BODY = 64 * 1024
 EXAMPLES = 25  # per OpenAPI operation and mode
 RAW_EXAMPLES = 50  # per raw-body Ollama route
 REQUEST_TIMEOUT_S = 60
-RAW_ROUTES = [
-    "/api/chat",
-    "/api/generate",
-    "/api/show",
-    "/api/pull",
-    "/api/embed",
-    "/api/embeddings",
-]
+RAW_ROUTES = OLLAMA_BODY_ROUTES
 FUZZ = settings(
     max_examples=RAW_EXAMPLES,
     deadline=None,

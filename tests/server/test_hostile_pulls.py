@@ -29,22 +29,6 @@ from tests.support.owl_server import Server, running_server
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(autouse=True)
-def _servers_still_up(request: pytest.FixtureRequest) -> None:
-    """A crash in one test shows there, not as "connection refused" in every later one."""
-    for name in ("server", "open_server"):
-        if name in request.fixturenames:
-            process = request.getfixturevalue(name).process
-            if process.poll() is not None:
-                pytest.fail(f"the {name} died in an earlier test (exit {process.returncode})")
-
-
-@pytest.fixture
-def http(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base, timeout=120) as client:
-        yield client
-
-
 @pytest.fixture(scope="module")
 def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server whose pulls may fetch from loopback, as a LAN mirror needs."""

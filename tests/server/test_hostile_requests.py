@@ -23,6 +23,7 @@ from tests.support.hostile import (
     HI,
     LOAD_PROOF_S,
     MODEL,
+    OLLAMA_BODY_ROUTES,
     assert_alive,
     error_of,
     post_raw,
@@ -33,22 +34,6 @@ from tests.support.hostile import (
 from tests.support.owl_server import Server, running_server
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def _servers_still_up(request: pytest.FixtureRequest) -> None:
-    """A crash in one test shows there, not as "connection refused" in every later one."""
-    for name in ("server", "narrow"):
-        if name in request.fixturenames:
-            process = request.getfixturevalue(name).process
-            if process.poll() is not None:
-                pytest.fail(f"the {name} died in an earlier test (exit {process.returncode})")
-
-
-@pytest.fixture
-def http(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base, timeout=120) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
@@ -252,12 +237,7 @@ DEEP_BODIES = {
     "in-a-field": b'{"model":"smollm2","messages":' + b"[" * DEPTH + b"]" * DEPTH + b"}",
 }
 ROUTES = [
-    "/api/chat",
-    "/api/generate",
-    "/api/show",
-    "/api/pull",
-    "/api/embed",
-    "/api/embeddings",
+    *OLLAMA_BODY_ROUTES,
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/embeddings",

@@ -52,12 +52,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield running
 
 
-@pytest.fixture
-def http(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base, timeout=120) as client:
-        yield client
-
-
 def _client(server: Server, key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.base}/v1", api_key=key, max_retries=0, timeout=120)
 

@@ -20,6 +20,15 @@ COUNTING = "1, 2, 3, 4, 5, 6, 7, 8,"  # a prompt the model keeps continuing
 # A client timeout that no machine under load reaches unless the server hangs.
 LOAD_PROOF_S = 30
 KEY = "hostile-test-key"
+# The Ollama routes that read their JSON body themselves (no body schema in OpenAPI).
+OLLAMA_BODY_ROUTES = [
+    "/api/chat",
+    "/api/generate",
+    "/api/show",
+    "/api/pull",
+    "/api/embed",
+    "/api/embeddings",
+]
 # owl serve's opt-in that lets pulls by request reach loopback and private addresses.
 ALLOW_PRIVATE = "--allow-private-sources"
 
