@@ -32,7 +32,8 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The inner loop: no model loads, no servers.
+# The inner loop: no model loads, no servers (tests/conftest.py marks those slow by what
+# they call, so the lane cannot grow them unnoticed). Under 2 minutes on a 2-core machine.
 test-fast: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
@@ -44,6 +45,8 @@ bench: $(VENV)/.installed-dev
 clean:
 	rm -rf $(VENV) .pytest_cache
 
+# lint-imports checks the layers of DESIGN.md ([tool.importlinter] in pyproject.toml).
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check owl tests bench scripts
 	$(BIN)/ruff format --check owl tests bench scripts
+	$(BIN)/lint-imports --no-cache

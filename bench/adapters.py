@@ -89,7 +89,7 @@ def decode_rate(model, max_tokens: int) -> float:  # noqa: ANN001
 def run(args: argparse.Namespace, home: Path) -> dict:
     from owl import engine
     from owl.config import load_settings
-    from owl.store import open_store, pull, resolve
+    from owl.pull import open_store, pull, resolve
 
     settings = load_settings(home=home, ctx=512)
     store = open_store(settings)

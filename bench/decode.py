@@ -1,14 +1,18 @@
-"""Single-stream decode speed: llama-cpp-python directly vs owl's engine vs `owl serve`.
+"""Single-stream decode speed: `owl serve` against llama-cpp-python in-process.
 
-All three run the same GGUF file (the embedded smollm2), the same raw prompt, the same
-max_tokens, greedy. The ways alternate within each round, after a warm-up round, so that
-a machine getting busier or quieter affects them alike; the ratios come from one run.
+Both ways run the same GGUF file (the embedded smollm2), the same raw prompt, the same
+max_tokens, greedy. This machine is noisy (pairs range 0.78-1.27 on a quiet day), so one
+round says little: the bench runs `--pairs` (at least 7) pairs, each pair the two ways
+back-to-back, the order alternating from pair to pair so that neither way always runs
+first or right after the other. Each pair gives one ratio, server / direct; the median
+ratio is the figure, quoted with every pair's ratio, the minimum and the maximum.
+`--engine` adds owl's engine in-process as a third way, paired with direct the same way.
 
 Decode rate = (tokens - 1) / (time from the first token to the last one): prompt
 processing and the HTTP request are left out. Prints one JSON line on stdout; progress
 goes to stderr. Never a timed assert: it measures and reports.
 
-    .venv/bin/python bench/decode.py [--max-tokens 128] [--rounds 3] [--home DIR]
+    .venv/bin/python bench/decode.py [--pairs 7] [--max-tokens 128] [--engine] [--home DIR]
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ PROMPT = (
     "Constantinople. It began"
 )
 TARGET_SERVER_VS_DIRECT = 0.95
+MIN_PAIRS = 7
 
 
 def log(message: str) -> None:
@@ -56,7 +61,7 @@ class Sample:
         return (self.tokens - 1) / self.span_s if self.span_s > 0 and self.tokens > 1 else 0.0
 
 
-# --- the three ways ------------------------------------------------------------------
+# --- the ways ------------------------------------------------------------------------
 
 
 def direct_way(llama, prompt: str, max_tokens: int) -> Sample:
@@ -180,6 +185,55 @@ def stop_server(server: subprocess.Popen) -> None:
             server.wait()
 
 
+# --- pairs -----------------------------------------------------------------------------
+
+
+@dataclass
+class Pair:
+    way: str  # the way compared with direct
+    order: tuple[str, str]
+    direct: Sample
+    other: Sample
+
+    @property
+    def ratio(self) -> float | None:
+        return self.other.tps / self.direct.tps if self.direct.tps else None
+
+
+def run_pairs(
+    ways: dict[str, Callable[[], Sample]], compared: list[str], pairs: int
+) -> dict[str, list[Pair]]:
+    """`pairs` pairs of (direct, way) for every compared way, alternating the order."""
+    results: dict[str, list[Pair]] = {name: [] for name in compared}
+    for index in range(pairs):
+        for name in compared:
+            # Even pairs run direct first, odd pairs the other way first: a machine that
+            # gets busier (or quieter) during a pair penalises each way equally often.
+            order = ("direct", name) if index % 2 == 0 else (name, "direct")
+            samples = {way: ways[way]() for way in order}
+            pair = Pair(name, order, samples["direct"], samples[name])
+            results[name].append(pair)
+            ratio = f"{pair.ratio:.3f}" if pair.ratio is not None else "n/a"
+            log(
+                f"pair {index + 1}/{pairs} {order[0]} then {order[1]}: "
+                f"direct {pair.direct.tps:.1f} tok/s, {name} {pair.other.tps:.1f} tok/s, "
+                f"ratio {ratio}"
+            )
+    return results
+
+
+def summary(name: str, pairs: list[Pair]) -> dict:
+    ratios = [pair.ratio for pair in pairs if pair.ratio is not None]
+    return {
+        f"{name}_vs_direct": round(statistics.median(ratios), 3) if ratios else None,
+        f"{name}_vs_direct_pairs": [round(value, 3) for value in ratios],
+        f"{name}_vs_direct_min": round(min(ratios), 3) if ratios else None,
+        f"{name}_vs_direct_max": round(max(ratios), 3) if ratios else None,
+        f"{name}_tps": round(statistics.median(pair.other.tps for pair in pairs), 2),
+        f"{name}_first": [pair.order[0] for pair in pairs].count(name),
+    }
+
+
 # --- main ----------------------------------------------------------------------------
 
 
@@ -189,7 +243,7 @@ def run(args: argparse.Namespace, home: Path) -> dict:
 
     from owl import engine
     from owl.config import load_settings
-    from owl.store import open_store, resolve
+    from owl.pull import open_store, resolve
 
     threads = args.threads
     settings = load_settings(home=home, threads=threads)
@@ -199,12 +253,6 @@ def run(args: argparse.Namespace, home: Path) -> dict:
     n_ctx = engine.context_size(manifest, settings)
     log(f"model {manifest.display_name}: {path} (n_ctx {n_ctx}, {threads} threads)")
 
-    # Both in-process ways decode on owl's engine thread: with llama.cpp's OpenMP build,
-    # once two live threads of a process have each run a decode, every decode gets ~3x
-    # slower on a 2-core machine (two OpenMP thread teams, more threads than cores). The
-    # engine sends its own work there; the direct way is submitted to it whole.
-    from owl.engine.worker import engine_thread
-
     llama = llama_cpp.Llama(
         model_path=str(path),
         n_ctx=n_ctx,
@@ -212,7 +260,22 @@ def run(args: argparse.Namespace, home: Path) -> dict:
         n_threads_batch=threads,
         verbose=False,
     )
-    model = engine.load(manifest, store=store, settings=settings)
+    model = None
+    decode_thread = None
+    if args.engine:
+        # Both in-process ways then decode on owl's engine thread: with llama.cpp's OpenMP
+        # build, once two live threads of a process have each run a decode, every decode
+        # gets ~3x slower on a 2-core machine (two OpenMP thread teams, more threads than
+        # cores). The engine sends its own work there; the direct way is submitted whole.
+        from owl.engine.worker import engine_thread
+
+        model = engine.load(manifest, store=store, settings=settings)
+        decode_thread = engine_thread()
+
+    def direct() -> Sample:
+        if decode_thread is None:
+            return direct_way(llama, args.prompt, args.max_tokens)
+        return decode_thread.submit(direct_way, llama, args.prompt, args.max_tokens).result()
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -224,112 +287,88 @@ def run(args: argparse.Namespace, home: Path) -> dict:
     try:
         wait_healthy(client, url, server, server_log)
         ways: dict[str, Callable[[], Sample]] = {
-            "direct": lambda: (
-                engine_thread().submit(direct_way, llama, args.prompt, args.max_tokens).result()
-            ),
-            "engine": lambda: engine_way(model, args.prompt, args.max_tokens),
+            "direct": direct,
             "server": lambda: server_way(client, url, args.prompt, args.max_tokens),
         }
-        samples: dict[str, list[Sample]] = {name: [] for name in ways}
+        if model is not None:
+            ways["engine"] = lambda: engine_way(model, args.prompt, args.max_tokens)
+        compared = [name for name in ways if name != "direct"]
         load_before = load_average()
-        # The warm-up loads every way's code and pages. (Direct llama-cpp-python then
-        # re-evaluates only the prompt's last token; owl evaluates prompts whole, for
-        # deterministic output. Prompt time is outside the decode rate either way.)
-        for round_index in range(args.rounds + 1):
-            warmup = round_index == 0
-            # Rotate the order so no way always runs first (or right after the server).
-            names = list(ways)
-            shift = round_index % len(names)
-            for name in names[shift:] + names[:shift]:
-                sample = ways[name]()
-                label = "warm-up" if warmup else f"round {round_index}/{args.rounds}"
-                log(
-                    f"{label} {name}: {sample.tps:.1f} tok/s, {sample.tokens} tokens in "
-                    f"{sample.chunks} chunks, first token {sample.first_s * 1000:.0f} ms, "
-                    f"finish {sample.finish}"
-                )
-                if not warmup:
-                    samples[name].append(sample)
+        # The warm-up loads every way's code and pages (the server loads its model on the
+        # first request). Direct llama-cpp-python then re-evaluates only the prompt's last
+        # token; owl evaluates prompts whole, for deterministic output. Prompt time is
+        # outside the decode rate either way.
+        for name, way in ways.items():
+            sample = way()
+            log(f"warm-up {name}: {sample.tps:.1f} tok/s, finish {sample.finish}")
+        results = run_pairs(ways, compared, args.pairs)
         load_after = load_average()
     finally:
         client.close()
         stop_server(server)
         if server.returncode in (0, -signal.SIGINT):
             server_log.unlink(missing_ok=True)
-        model.close()
+        if model is not None:
+            model.close()
         llama.close()
 
-    def median(name: str, field: str) -> float:
-        return statistics.median(getattr(sample, field) for sample in samples[name])
-
-    tps = {name: median(name, "tps") for name in samples}
-    tokens = {name: sorted({sample.tokens for sample in samples[name]}) for name in samples}
-    counts = {name: values[0] if len(values) == 1 else values for name, values in tokens.items()}
-    same_tokens = all(values == [args.max_tokens] for values in tokens.values())
+    every = [pair for pairs in results.values() for pair in pairs]
+    direct_samples = [pair.direct for pair in every]
+    tokens = sorted({s.tokens for pair in every for s in (pair.direct, pair.other)})
+    same_tokens = tokens == [args.max_tokens]
     if not same_tokens:
-        log(f"warning: the ways did not all generate {args.max_tokens} tokens: {counts}")
-
-    def ratio(name: str, rates: dict[str, float]) -> float | None:
-        return round(rates[name] / rates["direct"], 3) if rates["direct"] else None
-
-    # Other work on the machine only ever slows a way down, so the best round of each is a
-    # second, steadier estimate; a wide spread between rounds says the machine was busy.
-    best = {name: max(sample.tps for sample in samples[name]) for name in samples}
-    spread = {
-        name: round(best[name] / min(sample.tps for sample in samples[name]), 2)
-        if min(sample.tps for sample in samples[name]) > 0
-        else None
-        for name in samples
-    }
-    noisy = any(value is None or value > 1.2 for value in spread.values())
-    if noisy:
-        log(f"warning: rounds differ by up to {spread}x; the machine was busy, compare the best_*")
-
-    return {
+        log(f"warning: the ways did not all generate {args.max_tokens} tokens: {tokens}")
+    result = {
         "bench": "decode",
         "model": MODEL,
         "max_tokens": args.max_tokens,
-        "rounds": args.rounds,
-        "direct_tps": round(tps["direct"], 2),
-        "engine_tps": round(tps["engine"], 2),
-        "server_tps": round(tps["server"], 2),
-        "engine_vs_direct": ratio("engine", tps),
-        "server_vs_direct": ratio("server", tps),
+        "pairs": args.pairs,
+        **summary("server", results["server"]),
         "target_server_vs_direct": TARGET_SERVER_VS_DIRECT,
-        "best_tps": {name: round(value, 2) for name, value in best.items()},
-        "best_engine_vs_direct": ratio("engine", best),
-        "best_server_vs_direct": ratio("server", best),
-        "spread": spread,
-        "noisy": noisy,
-        "tps_per_round": {name: [round(s.tps, 2) for s in samples[name]] for name in samples},
-        "completion_tokens": counts,
-        "same_tokens": same_tokens,
-        "chunks": {name: round(median(name, "chunks")) for name in samples},
-        "finish": {name: samples[name][-1].finish for name in samples},
-        "first_token_ms": {name: round(median(name, "first_s") * 1000, 1) for name in samples},
-        "n_ctx": n_ctx,
-        "threads": threads,
-        "cpu": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "load_average": {"before": load_before, "after": load_after},
-        "llama_cpp_python": llama_cpp.__version__,
+        "direct_tps": round(statistics.median(s.tps for s in direct_samples), 2),
     }
+    for name in compared[1:]:
+        result.update(summary(name, results[name]))
+    result.update(
+        {
+            "completion_tokens": tokens[0] if len(tokens) == 1 else tokens,
+            "same_tokens": same_tokens,
+            "finish": sorted({str(s.finish) for pair in every for s in (pair.direct, pair.other)}),
+            "first_token_ms": {
+                "direct": round(statistics.median(s.first_s for s in direct_samples) * 1000, 1),
+                **{
+                    name: round(statistics.median(p.other.first_s for p in pairs) * 1000, 1)
+                    for name, pairs in results.items()
+                },
+            },
+            "n_ctx": n_ctx,
+            "threads": threads,
+            "cpu": cpu_name(),
+            "cpu_count": os.cpu_count(),
+            "load_average": {"before": load_before, "after": load_after},
+            "llama_cpp_python": llama_cpp.__version__,
+        }
+    )
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--pairs", type=int, default=MIN_PAIRS, help="at least 7")
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--prompt", default=PROMPT)
+    parser.add_argument("--engine", action="store_true", help="pair owl's engine with direct too")
     parser.add_argument(
-        "--threads", type=int, default=os.cpu_count() or 1, help="llama.cpp threads, all three ways"
+        "--threads", type=int, default=os.cpu_count() or 1, help="llama.cpp threads, every way"
     )
     parser.add_argument("--home", type=Path, help="OWL_HOME to use (default: a temporary one)")
     args = parser.parse_args()
-    if args.max_tokens < 2 or args.rounds < 1 or args.threads < 1:
-        parser.error("--max-tokens must be at least 2, --rounds and --threads at least 1")
+    if args.max_tokens < 2 or args.threads < 1:
+        parser.error("--max-tokens must be at least 2, --threads at least 1")
+    if args.pairs < MIN_PAIRS:
+        parser.error(f"--pairs must be at least {MIN_PAIRS}: on a noisy machine fewer say little")
     run_and_print(run, args)
 
 

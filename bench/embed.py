@@ -1,7 +1,7 @@
 """Embeddings per second on the bundled SmolLM2 (mean pooling): batched vs one by one.
 
 64 short texts, embedded in one call (several sequences per llama_decode) and one call per
-text, with owl.engine.embed.Embedder at 1 thread. The first pass of each is untimed (warm-up).
+text, with owl.engine.Embedder at 1 thread. The first pass of each is untimed (warm-up).
 
 Prints one JSON line on stdout; progress goes to stderr. Never a timed assert.
 
@@ -43,8 +43,8 @@ def best_rate(call, runs: int) -> tuple[float, float]:  # noqa: ANN001
 
 def run(args: argparse.Namespace, home: Path) -> dict:
     from owl.config import Settings
-    from owl.engine.embed import load_embedder
-    from owl.store import open_store, pull
+    from owl.engine.loading import load_embedder
+    from owl.pull import open_store, pull
 
     settings = Settings(home=home, ctx=512, threads=args.threads)
     store = open_store(settings)

@@ -27,10 +27,10 @@ import numpy as np
 from common import cpu_name, load_average, run_and_print
 from perplexity_reference import CMAKE_FLAGS, EMBEDDED, cache_dir, llama_cpp_version, log, sdist
 
+from owl.pull.sources.package import locate
 from owl.quantize.calibrate import compute_imatrix
 from owl.quantize.imatrix import load_imatrix
 from owl.store.ref import parse_ref
-from owl.store.sources.package import locate
 
 
 def llama_imatrix_binary(cache: Path) -> Path:

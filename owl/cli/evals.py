@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from owl.config import load_settings
-from owl.store import open_store
+from owl.pull import open_store
 
 console = Console(soft_wrap=True, highlight=False)
 errors = Console(stderr=True)

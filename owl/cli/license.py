@@ -11,9 +11,10 @@ from rich.text import Text
 from owl.cli.common import UsageExit4, print_json
 from owl.config import Settings, load_settings
 from owl.errors import InvalidModelName
-from owl.licenses import LicenseVerdict, Use, check, check_model, terms
+from owl.licenses import LicenseVerdict, Use, check, terms
 from owl.licenses.terms import USE_WORDS
-from owl.store import Manifest, Store, open_store, parse_name, register_embedded
+from owl.pull import check_model, open_store, register_embedded
+from owl.store import Manifest, Store, parse_name
 from owl.store.aliases import find_alias
 
 console = Console(soft_wrap=True, highlight=False)

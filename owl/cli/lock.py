@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 
 from owl.config import load_settings
-from owl.store import Manifest, Store, open_store, parse_name, register_embedded
+from owl.pull import open_store, register_embedded
+from owl.store import Manifest, Store, parse_name
 from owl.store.lock import LOCK_FILE, Lock, locked_model, read_lock, write_lock
 
 console = Console()

@@ -23,18 +23,9 @@ from owl.config import load_settings
 from owl.errors import ModelNotFound
 from owl.formats import ModelInfo, human_bytes, human_count, inspect
 from owl.formats.hf_folder import list_folder
+from owl.pull import open_store, pull, pull_locked, register_embedded, resolve
 from owl.scan.policy import verdict_of
-from owl.store import (
-    Manifest,
-    RefKind,
-    open_store,
-    parse_name,
-    parse_ref,
-    pull,
-    pull_locked,
-    register_embedded,
-    resolve,
-)
+from owl.store import Manifest, RefKind, parse_name, parse_ref
 from owl.store.lock import LOCK_FILE, read_lock
 
 console = Console()

@@ -18,11 +18,12 @@ from rich.progress import (
 )
 
 from owl.cli.common import print_json
-from owl.config import Settings, load_settings
+from owl.config import Settings, load_settings, parse_size
 from owl.formats import human_bytes
+from owl.pull import open_store, resolve
 from owl.quantize import Imatrix, QuantType, find_type, quant_types, quantize
-from owl.quantize.quantize import needs_imatrix
-from owl.store import Manifest, Store, open_store, resolve
+from owl.quantize.quant_types import needs_imatrix
+from owl.store import Manifest, Store
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -311,7 +312,7 @@ def fit_command(
     from dataclasses import asdict
 
     from owl.formats import inspect
-    from owl.quantize.fit import best, fit, parse_size
+    from owl.quantize.fit import best, fit
 
     try:
         budget = parse_size(ram)

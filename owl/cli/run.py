@@ -12,7 +12,7 @@ from owl.cli.common import is_utf8, require_utf8
 from owl.config import load_settings
 from owl.engine import Model, SamplingParams
 from owl.errors import InvalidParameter, InvalidPrompt, OwlError
-from owl.store import open_store, resolve
+from owl.pull import open_store, resolve
 
 
 def _stream(model: Model, messages: list[dict[str, str]], params: SamplingParams) -> str:

@@ -13,9 +13,10 @@ from rich.text import Text
 from owl.cli.common import UsageExit4, print_json
 from owl.config import load_settings
 from owl.errors import InvalidModelName, OwlError
+from owl.pull import open_store, register_embedded
 from owl.scan import FileReport, ScanReport, scan
 from owl.scan.findings import ExitCode
-from owl.store import Manifest, Store, open_store, parse_name, register_embedded
+from owl.store import Manifest, Store, parse_name
 
 console = Console()
 _STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "dim"}

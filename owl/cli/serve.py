@@ -84,7 +84,7 @@ def serve_command(
     ] = Path(LOCK_FILE),
 ) -> None:
     """Serve the store's models over an OpenAI-compatible API."""
-    from owl.server import serve
+    from owl.server.app import serve
 
     lock = read_lock(lock_file) if locked else None  # a missing lock fails before serving
     settings = load_settings(

@@ -15,7 +15,7 @@ from owl.cli.common import print_json, warn_if_not_clean
 from owl.config import load_settings
 from owl.errors import TuneError
 from owl.formats import human_bytes
-from owl.store import open_store, resolve
+from owl.pull import open_store, resolve
 from owl.tune import TuneOptions, tune
 from owl.tune.train import StepReport
 

@@ -1,23 +1,130 @@
-"""The Backend protocol: what owl needs from an inference library.
+"""The engine contract: what a backend declares, and what owl needs from it.
 
-A backend speaks token ids (nanochat's split): owl renders chat templates, detects stop
-strings and streams text itself, so every backend behaves the same to the user.
+A backend declares its `capabilities` and implements exactly the methods those need:
+generating backends (chat, complete, score) speak token ids (nanochat's split: owl renders
+chat templates, detects stop strings and streams text itself, so every backend behaves the
+same to the user) and run their generations through a `Scheduler`; an embedder (embed)
+turns texts into vectors. Every loaded thing reports its memory and its occupancy, so that
+the server's pool and /metrics need nothing private.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from owl.engine.sampling import SamplingParams
 
 
+class Capability(StrEnum):
+    """What a loaded model can do; `engine.load` is asked for one."""
+
+    CHAT = "chat"
+    COMPLETE = "complete"
+    SCORE = "score"  # the log-probabilities of a prompt's tokens (and of generated ones)
+    EMBED = "embed"
+    # Declared for the modalities to come; no backend has them yet.
+    TRANSCRIBE = "transcribe"
+    SPEAK = "speak"
+    SEE = "see"
+    DRAW = "draw"
+
+
+@dataclass(frozen=True)
+class Occupancy:
+    """How busy a loaded model is: its slots, and the work running in them and waiting."""
+
+    slots: int
+    running: int
+    waiting: int
+
+    @property
+    def busy(self) -> int:
+        """Work running or waiting."""
+        return self.running + self.waiting
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A token's log-probability under the model, with the most likely alternatives."""
+
+    token: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
+
+
+class Sink(Protocol):
+    """Where a generation's tokens go (owl/engine/model.py turns them into text)."""
+
+    @property
+    def cancelled(self) -> bool:
+        """The reader went away: free the slot."""
+        ...
+
+    def token(self, token: int, logprob: TokenLogprob | None) -> bool:
+        """A sampled token; False ends the generation (end of text, stop string, limit)."""
+        ...
+
+    def prompt_logprobs(self, logprobs: list[TokenLogprob | None]) -> None:
+        """The log-probability of each prompt token given those before it (None for the first)."""
+        ...
+
+    def end(self, error: BaseException | None = None) -> None: ...
+
+
+class Scheduler(Protocol):
+    """Runs a backend's generations: several at once (batching), or one after another."""
+
+    def submit(
+        self,
+        prompt: list[int],
+        params: SamplingParams,
+        sink: Sink,
+        *,
+        prompt_logprobs: int | None = None,
+        sample: bool = True,
+        cache_prompt: bool = True,
+        group: object | None = None,
+    ) -> None:
+        """Queue a generation whose tokens go to `sink`. A scheduler that cannot do what is
+        asked (constrained output, logprobs, scoring) raises NotSupportedYet here, at once."""
+        ...
+
+    def occupancy(self) -> Occupancy: ...
+
+    def wait_idle(self) -> None:
+        """Return once no generation is running or waiting."""
+        ...
+
+    def abort(self) -> None:
+        """Refuse new work and end every generation soon (each still gets its final Delta)."""
+        ...
+
+    def close(self) -> None:
+        """Refuse new work."""
+        ...
+
+
 class Backend(Protocol):
-    """One loaded model in an inference library."""
+    """One model loaded in an inference library, for generation (chat, complete, score)."""
+
+    @property
+    def capabilities(self) -> frozenset[Capability]: ...
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """What runs this backend's generations (Model.generate submits to it)."""
+        ...
+
+    @property
+    def memory_bytes(self) -> int:
+        """The memory the loaded model takes, estimated: weights, KV cache, working margin."""
+        ...
 
     @property
     def n_ctx(self) -> int:
-        """The context window the model was loaded with, in tokens."""
+        """The context window of one generation, in tokens."""
         ...
 
     @property
@@ -57,10 +164,28 @@ class Backend(Protocol):
         """Whether `token` ends generation (EOS, EOT, <|im_end|>, …)."""
         ...
 
-    def generate(self, tokens: list[int], params: SamplingParams) -> Iterator[int]:
-        """Evaluate `tokens`, then yield sampled token ids until the caller stops."""
+    def close(self) -> None:
+        """Free the model's memory (after its scheduler has stopped), on the engine thread."""
         ...
 
-    def close(self) -> None:
-        """Free the model's memory."""
+
+class Loaded(Protocol):
+    """What `engine.load` returns, whatever the capability: a Model or an Embedder."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def capabilities(self) -> frozenset[Capability]: ...
+
+    @property
+    def memory_bytes(self) -> int: ...
+
+    @property
+    def n_ctx(self) -> int:
+        """The context window it was loaded with, in tokens."""
         ...
+
+    def occupancy(self) -> Occupancy: ...
+
+    def close(self, *, cancel: bool = False) -> None: ...

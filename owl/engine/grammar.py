@@ -1,6 +1,6 @@
 """Output grammars: JSON, JSON that follows a schema, and tool calls, as llama.cpp GBNF.
 
-The JSON-schema → GBNF conversion is llama-cpp-python's (llama_cpp.llama_grammar, the port
+The JSON-schema → GBNF conversion is llama-cpp-python's (owl/engine/llama/gbnf.py, the port
 of llama.cpp's json_schema_to_grammar). Schemas come from requests: untrusted, so each is
 checked against owl's bounds first (owl/engine/schema_limits.py: what the grammar would cost
 llama.cpp to parse and to run), and a schema the converter cannot handle is a clear 400, not
@@ -10,10 +10,11 @@ a crash. Within those bounds a conversion takes well under a second.
 from __future__ import annotations
 
 import json
-from functools import cache
 from typing import Any
 
-from owl.engine.schema_limits import MAX_GRAMMAR_CHARS, check_schema
+from owl.engine.llama.gbnf import schema_to_gbnf
+from owl.engine.schema_check import check_schema
+from owl.engine.schema_limits import MAX_GRAMMAR_CHARS
 from owl.errors import InvalidPrompt
 
 
@@ -42,46 +43,8 @@ def json_grammar(schema: dict[str, Any] | None = None) -> str:
 
 
 def _convert(text: str) -> str:
-    """llama-cpp-python's json_schema_to_gbnf, with the converter's rule naming made linear."""
-    converter = _converter_class()(
-        prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False
-    )
-    schema = converter.resolve_refs(json.loads(text), "stdin")
-    converter.visit(schema, "")
-    return converter.format_grammar()
-
-
-@cache
-def _converter_class() -> type:
-    from llama_cpp.llama_grammar import INVALID_RULE_CHARS_RE, SchemaConverter
-
-    class Converter(SchemaConverter):
-        """SchemaConverter whose _add_rule finds a free name in constant time: upstream
-        tries name0, name1, … in turn, so property names that differ only in characters a
-        rule name cannot hold ("名前", "住所" → "-") cost the square of their number (2,500
-        took 1 s; 256 optional ones, whose rules are named again for every suffix, 1.2 s).
-        The grammar says the same: equal rules share a name, different ones get their own.
-        """
-
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self._named: dict[tuple[str, str], str] = {}
-            self._next: dict[str, int] = {}
-
-        def _add_rule(self, name: str, rule: str) -> str:
-            base = INVALID_RULE_CHARS_RE.sub("-", name)
-            if self._rules.get(base, rule) == rule:
-                key = base
-            elif (key := self._named.get((base, rule))) is None:
-                number = self._next.get(base, 0)
-                while f"{base}{number}" in self._rules:
-                    number += 1
-                self._next[base] = number + 1
-                key = self._named[(base, rule)] = f"{base}{number}"
-            self._rules[key] = rule
-            return key
-
-    return Converter
+    """A JSON schema (as JSON text) to GBNF, unchecked: owl/engine/llama/gbnf.py."""
+    return schema_to_gbnf(text)
 
 
 def tool_call_schema(tools: list[dict[str, Any]], *, may_answer: bool) -> dict[str, Any]:

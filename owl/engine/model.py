@@ -7,15 +7,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from owl.engine.backend import Backend
-from owl.engine.markup import message_texts, plain_text_spans
+from owl.engine.backend import Backend, Capability, Occupancy, TokenLogprob
+from owl.engine.control_tokens import message_texts, plain_text_spans
 from owl.engine.sampling import SamplingParams
-from owl.engine.scheduler import TokenLogprob
 from owl.engine.stream import DeltaStream
 from owl.engine.template import ChatTemplate
 from owl.engine.textstream import TextStream
 from owl.engine.worker import engine_thread
-from owl.errors import ContextOverflow, InvalidParameter, InvalidPrompt, NotSupportedYet
+from owl.errors import ContextOverflow, InvalidParameter, InvalidPrompt
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,11 @@ class Delta:
 
 
 class Model:
-    """A loaded model. Generations run one at a time on the engine thread."""
+    """A loaded model for chat, completion and scoring: prompts in, streamed Deltas out.
+
+    Its backend's scheduler runs the generations on the engine thread: batched (llama.cpp)
+    or one at a time (transformers).
+    """
 
     def __init__(
         self, backend: Backend, *, name: str, defaults: dict[str, Any] | None = None
@@ -65,7 +68,23 @@ class Model:
             bos_token=self._bos_text,
             eos_token=backend.token_text(eos) if eos is not None else "",
         )
-        self._worker = engine_thread()
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        return self.backend.capabilities
+
+    @property
+    def memory_bytes(self) -> int:
+        """The memory the loaded model takes (an estimate: weights, KV cache, margin)."""
+        return self.backend.memory_bytes
+
+    def occupancy(self) -> Occupancy:
+        return self.backend.scheduler.occupancy()
+
+    @property
+    def slots(self) -> int:
+        """Generations the model runs at once."""
+        return self.occupancy().slots
 
     def sampling(self, **given: Any) -> SamplingParams:
         """Sampling parameters: the model's defaults, overridden by the non-None `given`."""
@@ -91,7 +110,7 @@ class Model:
     def chat_tokens(self, messages: list[dict[str, Any]]) -> list[int]:
         """The prompt tokens for a conversation, through the model's own chat template.
 
-        Message text never becomes control tokens (see owl/engine/markup.py).
+        Message text never becomes control tokens (see owl/engine/control_tokens.py).
         """
         prompt = self.template.render(messages, add_generation_prompt=True)
         spans = plain_text_spans(prompt, message_texts(messages), self.backend.control_texts)
@@ -129,7 +148,7 @@ class Model:
         """Stream text for `prompt_tokens`; the last Delta has finish_reason and usage.
 
         Generation runs on the engine thread — batched with the other generations where
-        the backend can (`submit`), else one at a time — ahead of the reader; close the
+        the backend can, else one at a time (its scheduler) — ahead of the reader; close the
         stream to stop it early. `prompt_logprobs` scores the prompt first (with that many
         alternatives per token); `sample=False` only scores it. `cache_prompt=False`
         evaluates the whole prompt even where a slot holds its prefix (see scheduler.py).
@@ -148,53 +167,16 @@ class Model:
         limit = min(params.max_tokens or room, room)
         stream: DeltaStream[Delta] = DeltaStream()
         sink = TextSink(self.backend, stream, params, limit=limit, prompt_tokens=len(prompt_tokens))
-        submit = getattr(self.backend, "submit", None)
-        if submit is not None:
-            submit(
-                list(prompt_tokens),
-                params,
-                sink,
-                prompt_logprobs=prompt_logprobs,
-                sample=sample,
-                cache_prompt=cache_prompt,
-                group=group,
-            )
-            return stream
-        wanted = [
-            feature
-            for feature, asked in (
-                ("constrained output (response_format, tools)", params.grammar is not None),
-                ("logprobs", params.logprobs is not None or prompt_logprobs is not None),
-                ("scoring without generating", not sample),
-            )
-            if asked
-        ]
-        if wanted:
-            raise NotSupportedYet(
-                f"{', '.join(wanted)} needs the llama.cpp backend; model '{self.name}' runs on "
-                f"another one. Convert it to GGUF (`owl convert`) to use it"
-            )
-        self._worker.submit(self._drive, list(prompt_tokens), params, sink)
+        self.backend.scheduler.submit(
+            list(prompt_tokens),
+            params,
+            sink,
+            prompt_logprobs=prompt_logprobs,
+            sample=sample,
+            cache_prompt=cache_prompt,
+            group=group,
+        )
         return stream
-
-    def _drive(self, prompt: list[int], params: SamplingParams, sink: TextSink) -> None:
-        # Runs on self._worker only, for backends that generate one request at a time.
-        if sink.cancelled:
-            sink.end()
-            return
-        tokens = self.backend.generate(prompt, params)
-        try:
-            for token in tokens:
-                if not sink.token(token, None):
-                    break
-        except BaseException as err:  # handed to the reader, who raises it
-            sink.end(err)
-            return
-        finally:
-            close = getattr(tokens, "close", None)
-            if close is not None:
-                close()
-        sink.end()
 
     def chat(self, messages: list[dict[str, Any]], params: SamplingParams) -> DeltaStream[Delta]:
         """Stream the assistant's reply to `messages`."""
@@ -207,12 +189,11 @@ class Model:
     def close(self, *, cancel: bool = False) -> None:
         """Free the model once the generations queued before this call have finished;
         with `cancel`, end them first (each reader still gets its final Delta)."""
-        scheduler = getattr(self.backend, "scheduler", None)
-        if scheduler is not None:
-            if cancel:
-                scheduler.abort()
-            scheduler.wait_idle()
-        self._worker.submit(self.backend.close).result()
+        scheduler = self.backend.scheduler
+        if cancel:
+            scheduler.abort()
+        scheduler.wait_idle()
+        engine_thread().submit(self.backend.close).result()
 
 
 class TextSink:

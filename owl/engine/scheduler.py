@@ -23,38 +23,11 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from owl.engine.backend import Occupancy, Sink, TokenLogprob
 from owl.engine.sampling import SamplingParams
 from owl.errors import ContextOverflow, ServerBusy
 
 log = logging.getLogger(__name__)
-
-
-class Sink(Protocol):
-    """Where a generation's tokens go (owl/engine/model.py turns them into text)."""
-
-    @property
-    def cancelled(self) -> bool:
-        """The reader went away: free the slot."""
-        ...
-
-    def token(self, token: int, logprob: TokenLogprob | None) -> bool:
-        """A sampled token; False ends the generation (end of text, stop string, limit)."""
-        ...
-
-    def prompt_logprobs(self, logprobs: list[TokenLogprob | None]) -> None:
-        """The log-probability of each prompt token given those before it (None for the first)."""
-        ...
-
-    def end(self, error: BaseException | None = None) -> None: ...
-
-
-@dataclass(frozen=True)
-class TokenLogprob:
-    """A token's log-probability under the model, with the most likely alternatives."""
-
-    token: int
-    logprob: float
-    top: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass
@@ -136,7 +109,7 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return i
 
 
-class Scheduler:
+class BatchingScheduler:
     """Continuous batching over `decoder`'s slots; steps run on `worker` (one thread)."""
 
     def __init__(self, decoder: Decoder, *, worker: Executor) -> None:
@@ -184,12 +157,15 @@ class Scheduler:
             self._inbox.append(job)
             self._kick()
 
+    def occupancy(self) -> Occupancy:
+        with self._lock:
+            running = sum(1 for slot in self.slots if slot.job is not None)
+            return Occupancy(len(self.slots), running, len(self._waiting) + len(self._inbox))
+
     @property
     def busy(self) -> int:
         """Generations running or waiting."""
-        with self._lock:
-            active = sum(1 for slot in self.slots if slot.job is not None)
-            return active + len(self._waiting) + len(self._inbox)
+        return self.occupancy().busy
 
     def wait_idle(self) -> None:
         with self._idle:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import Executor
 from typing import Generic, TypeVar
 
@@ -36,7 +36,9 @@ class DeltaStream(Generic[T]):
     """
 
     def __init__(
-        self, worker: Executor | None = None, produce: Callable[[], Iterator[T]] | None = None
+        self,
+        worker: Executor | None = None,
+        produce: Callable[[], Generator[T, None, None]] | None = None,
     ) -> None:
         self._items: deque[object] = deque()
         self._ready = threading.Condition()
@@ -64,7 +66,7 @@ class DeltaStream(Generic[T]):
         """Whether the reader went away (close() was called)."""
         return self._cancelled.is_set()
 
-    def _run(self, produce: Callable[[], Iterator[T]]) -> None:
+    def _run(self, produce: Callable[[], Generator[T, None, None]]) -> None:
         if self._cancelled.is_set():
             self._push(_End())
             return
@@ -77,9 +79,7 @@ class DeltaStream(Generic[T]):
         except BaseException as err:  # handed to the reader, who raises it
             self._push(_Failure(err))
         finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
+            items.close()  # its own cleanup runs now, on this thread
         self._push(_End())
 
     def _push(self, item: object) -> None:

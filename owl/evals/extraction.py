@@ -21,7 +21,8 @@ from typing import Any
 
 from owl.config import Settings
 from owl.errors import EvalError
-from owl.store import Store, resolve
+from owl.pull import resolve
+from owl.store import Store
 
 Progress = Callable[[int, int], None]  # (examples done, examples in all)
 

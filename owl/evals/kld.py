@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from owl.config import Settings
+from owl.engine.llama.scorer import Scorer
 from owl.errors import EvalError
 from owl.evals.perplexity import (
     NllStats,
@@ -29,7 +30,7 @@ from owl.evals.perplexity import (
     row_blocks,
     score_chunks,
 )
-from owl.evals.scorer import LlamaScorer, open_scorer
+from owl.evals.scorer import open_scorer
 from owl.evals.text import chunks, read_text
 from owl.store import Manifest, Store
 
@@ -58,7 +59,7 @@ class KldResult:
         return json_safe(asdict(self))
 
 
-def require_same_vocab(model: LlamaScorer, reference: LlamaScorer) -> None:
+def require_same_vocab(model: Scorer, reference: Scorer) -> None:
     """EvalError unless both models have the same tokens, in the same order, and BOS."""
     where = f"'{model.name}' and '{reference.name}'"
     if model.n_vocab != reference.n_vocab:

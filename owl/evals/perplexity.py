@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from owl.config import Settings
-from owl.evals.scorer import LlamaScorer, open_scorer
+from owl.engine.llama.scorer import Scorer
+from owl.evals.scorer import open_scorer
 from owl.evals.text import chunks, first_scored, read_text
 from owl.store import Manifest, Store
 
@@ -110,7 +111,7 @@ class PerplexityResult:
 
 
 def score_chunks(
-    scorer: LlamaScorer,
+    scorer: Scorer,
     cut: list[list[int]],
     *,
     keep: bool = False,
@@ -132,7 +133,7 @@ def score_chunks(
 
 
 def perplexity_of(
-    scorer: LlamaScorer, text: str, *, ctx: int, source: str, progress: Progress | None = None
+    scorer: Scorer, text: str, *, ctx: int, source: str, progress: Progress | None = None
 ) -> tuple[NllStats, int, int]:
     """NLL statistics of `text` under a loaded model: (stats, chunks, text tokens)."""
     tokens = scorer.tokenize(text)

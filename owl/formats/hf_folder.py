@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from owl.errors import ModelFormatError, UnsafeModel
+from owl.formats.card import CARD, card_license, read_card
 from owl.formats.info import ModelInfo
 from owl.formats.safetensors import count_tensors
 
 CONFIG = "config.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
-CARD = "README.md"
 WEIGHTS_SUFFIX = ".safetensors"
 INDEX_SUFFIX = ".safetensors.index.json"
 # Keys that make transformers import Python code shipped in the folder (trust_remote_code).
@@ -29,7 +29,6 @@ CODE_FILES = (CONFIG, TOKENIZER_CONFIG)
 # Pickle-based weights: loading them can run code, so owl takes safetensors only.
 PICKLE_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 MAX_JSON = 64 << 20  # config and tokenizer_config are kilobytes; a large added-token list, MBs
-MAX_CARD = 1 << 20
 
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]{0,254}$")
 _TOKENIZER_FILES = frozenset(
@@ -192,16 +191,13 @@ def _chat_template(files: Mapping[str, Path], tokenizer_config: Any) -> str | No
 
 
 def _license(files: Mapping[str, Path], config: Mapping[str, Any]) -> str | None:
+    # As written: which license that is, and which source wins, owl.licenses decides.
     if CARD in files:
-        # Imported here: owl.licenses reads manifests, and the store imports this module.
-        from owl.licenses.discover import license_from_card
-
         try:
-            with files[CARD].open("rb") as handle:
-                card = handle.read(MAX_CARD).decode("utf-8", errors="replace")
+            card = read_card(files[CARD])
         except OSError:
             card = ""
-        found = license_from_card(card)
+        found = card_license(card)
         if found:
             return found
     value = config.get("license")

@@ -1,11 +1,11 @@
 """Know what you may do with a model: license terms (terms.toml), verdicts, discovery.
 
 check("llama3.1", use="commercial", monthly_users=1_000)   → LicenseVerdict
-check_model(manifest, store=store, use="hosted")          → with license sources, lineage
+check_lineage(lineage, use="hosted")                      → with license sources, lineage
 terms("Apache-2.0").spdx                                   → "Apache-2.0"
 """
 
-from owl.licenses.check import LicenseVerdict, check, check_model, strictness
+from owl.licenses.check import LicenseVerdict, check, strictness
 from owl.licenses.discover import (
     find_license,
     license_from_card,
@@ -13,6 +13,7 @@ from owl.licenses.discover import (
     license_from_gguf,
     resolve_license,
 )
+from owl.licenses.lineage import Ancestor, Lineage, check_lineage
 from owl.licenses.terms import (
     LicenseTerms,
     Obligation,
@@ -24,14 +25,16 @@ from owl.licenses.terms import (
 )
 
 __all__ = [
+    "Ancestor",
     "LicenseTerms",
     "LicenseVerdict",
+    "Lineage",
     "Obligation",
     "OutputTraining",
     "Use",
     "all_terms",
     "check",
-    "check_model",
+    "check_lineage",
     "find_license",
     "license_from_card",
     "license_from_catalog",

@@ -12,21 +12,17 @@ The rules, for one license and one use (personal, research, commercial, hosted):
 - `allowed`: nothing binds. Obligations that bind only if you share the model or a derivative
   are still listed, and say so.
 
-A stored model (check_model) is judged by its license sources and by its lineage: a model
+A stored model is judged by its license sources and by its lineage (lineage.py): a model
 owl derived (quantized, converted, fine-tuned, merged) carries its parents' terms.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from owl.licenses.terms import BINDS, USE_WORDS, LicenseTerms, Use, license_key, terms
-
-if TYPE_CHECKING:
-    from owl.store.manifest import Manifest, Parent
-    from owl.store.store import Store
 
 Verdict = Literal["allowed", "conditional", "denied", "review"]
 VERDICT_RANK: dict[str, int] = {"allowed": 0, "conditional": 1, "review": 2, "denied": 3}
@@ -132,10 +128,6 @@ def _clauses(conditions: list[tuple[str, str]]) -> str:
     return "; ".join(f"{', '.join(clauses)} {title}" for title, clauses in by_title.items())
 
 
-def _rank(verdict: LicenseVerdict) -> tuple[int, int]:
-    return VERDICT_RANK[verdict.verdict], len(verdict.obligations)
-
-
 def strictness(license_id: str | None) -> tuple[int, ...]:
     """How much a license restricts, to choose between sources that disagree: higher is stricter.
 
@@ -164,124 +156,4 @@ def describe_sources(grouped: dict[str, list[str]]) -> str:
     return ", ".join(
         f"{' and '.join(sources)} {'says' if len(sources) == 1 else 'say'} {license_id}"
         for license_id, sources in grouped.items()
-    )
-
-
-def check_model(
-    manifest: Manifest, *, store: Store, use: Use | str, monthly_users: int | None = None
-) -> LicenseVerdict:
-    """The verdict for a stored model: its license, and the terms it carries from its parents.
-
-    When its license sources disagree, the license the user set decides, else the one whose
-    verdict for this use is stricter (denied > review > conditional > allowed, then more
-    obligations); the reasons say so. Each parent (looked up in the store, else by the license
-    recorded when owl derived the model) adds its obligations, and the stricter verdict wins.
-    """
-    use = Use(use)
-    return _model_verdict(manifest, store, use, monthly_users, frozenset())
-
-
-def _model_verdict(
-    manifest: Manifest,
-    store: Store,
-    use: Use,
-    monthly_users: int | None,
-    seen: frozenset[str],
-) -> LicenseVerdict:
-    seen = seen | {manifest.display_name}
-    verdict = _own_verdict(manifest, use, monthly_users)
-    for parent in manifest.parents:
-        inherited, how = _parent_verdict(parent, store, use, monthly_users, seen)
-        verdict = _inherit(verdict, inherited, parent, how)
-    return verdict
-
-
-def _own_verdict(manifest: Manifest, use: Use, monthly_users: int | None) -> LicenseVerdict:
-    found: dict[str, str | None] = dict(manifest.license_sources)
-    grouped = group_sources(found)
-    if manifest.license and license_key(manifest.license) not in grouped:
-        grouped[license_key(manifest.license)] = ["the manifest"]
-    if not grouped:
-        verdict = check(None, use=use)
-        verdict.reasons = [
-            f"no license is recorded for {manifest.display_name}: read its terms "
-            "(its model card, a LICENSE file)"
-        ]
-        return verdict
-    if len(grouped) == 1:
-        return check(next(iter(grouped)), use=use, monthly_users=monthly_users)
-    said = describe_sources(grouped)
-    user = next((lid for lid, sources in grouped.items() if "user" in sources), None)
-    if user is not None:
-        verdict = check(user, use=use, monthly_users=monthly_users)
-        verdict.reasons.insert(0, f"license sources disagree ({said}): judged by {user}, as set")
-        return verdict
-    candidates = [check(lid, use=use, monthly_users=monthly_users) for lid in grouped]
-    verdict = max(candidates, key=_rank)
-    verdict.reasons.insert(
-        0, f"license sources disagree ({said}): judged by the stricter, {verdict.license}"
-    )
-    return verdict
-
-
-def _stored(name: str, store: Store) -> Manifest | None:
-    from owl.errors import OwlError
-    from owl.store.ref import parse_name
-
-    try:
-        return store.find(parse_name(name))
-    except OwlError:  # an invalid name, an unreadable manifest: use what the child recorded
-        return None
-
-
-def _parent_verdict(
-    parent: Parent, store: Store, use: Use, monthly_users: int | None, seen: frozenset[str]
-) -> tuple[LicenseVerdict, str]:
-    stored = _stored(parent.name, store)
-    usable = stored is not None and stored.display_name not in seen
-    if usable and any(entry.digest == parent.digest for entry in stored.files):
-        return _model_verdict(stored, store, use, monthly_users, seen), ""
-    changed = " (the stored one has changed since)" if stored is not None else ""
-    if parent.license:
-        return check(parent.license, use=use, monthly_users=monthly_users), changed
-    if usable:
-        return _model_verdict(stored, store, use, monthly_users, seen), changed
-    verdict = LicenseVerdict(
-        license=None,
-        verdict="review",
-        reasons=["its license was not recorded and it is not in the store: read its terms"],
-    )
-    return verdict, ""
-
-
-def _inherit(
-    child: LicenseVerdict, inherited: LicenseVerdict, parent: Parent, how: str
-) -> LicenseVerdict:
-    where = f"{parent.name}{how}"
-    known = terms(inherited.license)
-    training = known.output_training if known is not None else None
-    if parent.relation == "teacher" and training is not None:
-        # Trained on the teacher's outputs: what reaches the student is what the teacher's
-        # terms say of outputs, not the teacher's license as a whole.
-        said = f"{inherited.license} {training.clause or ''}".strip()
-        if training.rule == "free":
-            note = f"trained on outputs of {where}: {said}: {training.text} Its terms stay behind"
-            return child.model_copy(update={"reasons": [*child.reasons, note]})
-        if training.rule == "forbidden" and license_key(child.license or "") != inherited.license:
-            note = f"trained on outputs of {where}: {said}: {training.text}"
-            return LicenseVerdict(
-                license=child.license,
-                verdict="denied",
-                obligations=child.obligations,
-                reasons=[*child.reasons, note],
-            )
-    if parent.relation == "teacher":
-        note = f"trained on outputs of {where}: its terms carry over"
-    else:
-        note = f"derived ({parent.relation}) from {where}: its terms carry over"
-    return LicenseVerdict(
-        license=child.license,
-        verdict=max(child.verdict, inherited.verdict, key=VERDICT_RANK.__getitem__),
-        obligations=list(dict.fromkeys([*child.obligations, *inherited.obligations])),
-        reasons=[*child.reasons, note, *(f"{parent.name}: {r}" for r in inherited.reasons)],
     )

@@ -11,13 +11,13 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from owl.formats.card import card_metadata
 from owl.licenses.check import describe_sources, group_sources, strictness
 from owl.licenses.terms import license_key, normalize_license
 
 # Hub ids that say "the terms are elsewhere": a license_name or link may say which.
 _UNNAMED = frozenset({"other", "unknown"})
 _LINK = re.compile(r"https?://[^\s)\]>\"'`]+")
-_MAX_CARD = 1_000_000  # characters of a card read for its front matter
 
 
 def identify(
@@ -55,21 +55,6 @@ def license_from_gguf(metadata: Mapping[str, Any]) -> str | None:
         name=_text(metadata.get("general.license.name")),
         links=[_text(metadata.get("general.license.link"))],
     )
-
-
-def card_metadata(text: str) -> dict[str, Any]:
-    """The YAML front matter of a model card (README.md): {} when it has none or is broken."""
-    import yaml
-    from huggingface_hub.repocard import REGEX_YAML_BLOCK  # the Hub's own rule; slow to import
-
-    match = REGEX_YAML_BLOCK.search(text[:_MAX_CARD])
-    if match is None:
-        return {}
-    try:
-        data = yaml.safe_load(match.group(2))
-    except yaml.YAMLError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def license_from_card(text: str) -> str | None:

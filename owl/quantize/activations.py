@@ -39,11 +39,11 @@ class Collector:
     error: BaseException | None = None
 
     def __post_init__(self) -> None:
-        import llama_cpp
+        from owl.engine.llama.context import eval_callback
 
         self._ggml = ggml()
         # ctypes must keep the C-callable wrapper alive as long as llama.cpp holds it.
-        self.callback = llama_cpp.ggml_backend_sched_eval_callback(self._on_eval)
+        self.callback = eval_callback(self._on_eval)
 
     def _on_eval(self, address: int | None, ask: bool, _user_data: Any) -> bool:
         if self.error is not None or not address:

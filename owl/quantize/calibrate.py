@@ -16,15 +16,14 @@ llama-imatrix recommends: the activations of an already-quantized model carry it
 from __future__ import annotations
 
 import hashlib
-import logging
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from owl.config import Settings
+from owl.engine.llama.scorer import Scorer
 from owl.errors import EvalError, QuantizationError
-from owl.evals.scorer import plain_tokens, vocab_bos
 from owl.evals.text import chunks as cut_chunks
 from owl.evals.text import read_text
 from owl.quantize.activations import Collector, Stats
@@ -96,17 +95,26 @@ def compute_imatrix(
         raise QuantizationError(f"cannot calibrate on {text.name}: {err}") from err
     text_digest = "sha256:" + hashlib.sha256(content.encode("utf-8")).hexdigest()
     collector = Collector()
-    with _Calibrator(model, ctx=ctx, threads=threads, collector=collector) as calibrator:
-        tokens = calibrator.tokenize(content)
+    with Scorer(
+        model,
+        n_ctx=ctx,
+        threads=threads,
+        callback=collector.callback,
+        error=QuantizationError,
+        hint="try a smaller --calibrate-ctx",
+    ) as scorer:
+        tokens = scorer.vocab.plain_tokens(
+            content, name=scorer.name, what="the calibration text", error=QuantizationError
+        )
         try:
-            pieces = cut_chunks(tokens, ctx=ctx, bos=calibrator.bos, source=text.name)
+            pieces = cut_chunks(tokens, ctx=ctx, bos=scorer.bos, source=text.name)
         except EvalError as err:
             raise QuantizationError(
                 f"cannot calibrate on {text.name}: {err}; --calibrate-ctx sets the context"
             ) from err
         pieces = pieces[:chunks] if chunks else pieces
         for piece in pieces:
-            calibrator.decode(piece)
+            _read_chunk(scorer, collector, piece)
     if not collector.stats:
         raise QuantizationError(
             f"llama.cpp multiplied no layer weight of {model.name} while reading {text.name}; "
@@ -147,98 +155,18 @@ def _finish(
     return Imatrix(filename, digest, values, datasets, n_chunks, calibration=dict(calibration))
 
 
-class _Calibrator:
-    """A llama.cpp context for `ctx` tokens whose graph reports to `collector`."""
-
-    def __init__(self, path: Path, *, ctx: int, threads: int, collector: Collector) -> None:
-        import llama_cpp
-
-        self._llama_cpp = llama_cpp
-        self._collector = collector
-        self.name = path.name
-        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
-        llama_cpp.llama_backend_init()
-        self._model = llama_cpp.llama_model_load_from_file(
-            str(path).encode(), llama_cpp.llama_model_default_params()
+def _read_chunk(scorer: Scorer, collector: Collector, tokens: list[int]) -> None:
+    """One chunk, a fresh sequence, every token's logits asked for (as llama-imatrix), so
+    that the last layer sees every row."""
+    code = scorer.evaluate(tokens, first=0)
+    if collector.error is not None:
+        error = collector.error
+        if isinstance(error, QuantizationError | KeyboardInterrupt):
+            raise error
+        raise QuantizationError(
+            f"owl failed to read {scorer.name}'s activations: {type(error).__name__}: {error}"
+        ) from error
+    if code != 0:
+        raise QuantizationError(
+            f"llama.cpp failed to evaluate a calibration chunk of {scorer.name} (code {code})"
         )
-        if not self._model:
-            raise QuantizationError(
-                f"llama.cpp could not load {path.name} to calibrate it: the file may be "
-                "damaged or of an architecture this llama.cpp does not support; check it "
-                "with `owl show`"
-            )
-        self._ctx = self._batch = None
-        try:
-            self._vocab = llama_cpp.llama_model_get_vocab(self._model)
-            params = llama_cpp.llama_context_default_params()
-            params.n_ctx = params.n_batch = ctx
-            params.n_ubatch = min(ctx, 512)  # llama.cpp's default micro-batch, as llama-imatrix
-            params.n_seq_max = 1
-            params.n_threads = params.n_threads_batch = threads
-            params.no_perf = True
-            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO  # llama-imatrix's
-            params.cb_eval = collector.callback
-            params.cb_eval_user_data = None
-            self._ctx = llama_cpp.llama_init_from_model(self._model, params)
-            if not self._ctx:
-                raise QuantizationError(
-                    f"llama.cpp could not make a context of {ctx} tokens for {path.name}; "
-                    "try a smaller --calibrate-ctx"
-                )
-            self._batch = llama_cpp.llama_batch_init(ctx, 0, 1)
-        except BaseException:
-            self.close()
-            raise
-
-    @property
-    def bos(self) -> int | None:
-        return vocab_bos(self._llama_cpp, self._vocab)
-
-    def tokenize(self, text: str) -> list[int]:
-        """llama-imatrix's tokens: BOS if the vocabulary asks, special tokens as text."""
-        return plain_tokens(
-            self._llama_cpp, self._vocab, text, name=self.name, what="the calibration text"
-        )
-
-    def decode(self, tokens: list[int]) -> None:
-        """One chunk, a fresh sequence, every token's logits asked for (as llama-imatrix)."""
-        llama_cpp = self._llama_cpp
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
-        batch = self._batch
-        batch.n_tokens = len(tokens)
-        for index, token in enumerate(tokens):
-            batch.token[index] = token
-            batch.pos[index] = index
-            batch.n_seq_id[index] = 1
-            batch.seq_id[index][0] = 0
-            batch.logits[index] = True
-        code = llama_cpp.llama_decode(self._ctx, batch)
-        if self._collector.error is not None:
-            error = self._collector.error
-            if isinstance(error, QuantizationError | KeyboardInterrupt):
-                raise error
-            raise QuantizationError(
-                f"owl failed to read {self.name}'s activations: {type(error).__name__}: {error}"
-            ) from error
-        if code != 0:
-            raise QuantizationError(
-                f"llama.cpp failed to evaluate a calibration chunk of {self.name} (code {code})"
-            )
-
-    def close(self) -> None:
-        llama_cpp = self._llama_cpp
-        if self._batch is not None:
-            llama_cpp.llama_batch_free(self._batch)
-            self._batch = None
-        if self._ctx:
-            llama_cpp.llama_free(self._ctx)
-            self._ctx = None
-        if self._model:
-            llama_cpp.llama_model_free(self._model)
-            self._model = None
-
-    def __enter__(self) -> _Calibrator:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -2,7 +2,7 @@
 
 llama.cpp's own converter does the work (owl/quantize/converter.py fetches the one that
 matches owl's llama.cpp); owl checks the folder first, imports the result with
-`owl.store.pull` (scan, license, manifest) and records where it came from:
+`owl.pull` (scan, license, manifest) and records where it came from:
 
     Parent(name=<the folder's path>, digest=<folder digest>, relation="converted",
            license=<its model card's license>, source=<the folder>)
@@ -25,9 +25,11 @@ from pathlib import Path
 
 from owl.config import Settings
 from owl.errors import ModelFormatError, NameClash, SourceNotFound, UnsafeModel, UnverifiedModel
-from owl.formats.hf_folder import CARD, MAX_CARD, check_no_remote_code, list_folder
+from owl.formats.card import CARD, MAX_CARD
+from owl.formats.hf_folder import check_no_remote_code, list_folder
+from owl.pull import pull
 from owl.quantize.converter import OUTTYPES, ConversionError, ensure_converter, run_converter
-from owl.store import Manifest, ModelName, RefKind, Source, Store, parse_name, parse_ref, pull
+from owl.store import Manifest, ModelName, RefKind, Source, Store, parse_name, parse_ref
 from owl.store.blobs import sha256_file
 from owl.store.manifest import Parent
 from owl.store.ref import name_from_stem

@@ -1,7 +1,7 @@
 """owl fit: the best quantization of a model that fits a memory budget, and what it costs.
 
-Memory = the weights (the file, mapped whole) + the KV cache for the context (f16 keys and
-values for every layer) + a working margin for llama.cpp's compute buffers. A type's
+Memory is the engine's estimate (owl/engine/memory.py): the weights + the KV cache for the
+context + a working margin. A type's
 weights are measured where the store already holds that quantization of the model, else
 estimated from the type's nominal bits per weight. Its quality cost is the one measured by
 `owl quantize --report` where there is one, else llama.cpp's published figure.
@@ -9,24 +9,12 @@ estimated from the type's nominal bits per weight. Its quality cost is the one m
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from owl.quantize.quantize import QuantType, quant_types
+from owl.engine.memory import OVERHEAD, kv_cache_bytes
+from owl.quantize.quant_types import QuantType, quant_types
 from owl.store import Manifest, Store
-
-OVERHEAD = 1.10  # compute buffers, the tokenizer, the runtime: llama.cpp's own guidance
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """'8GB', '8 GiB', '512M', '2.5g' → bytes (binary units, as RAM is sold)."""
-    match = _SIZE.match(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not a memory size; write e.g. 8GB, 512MB or 16G")
-    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 
 @dataclass(frozen=True)
@@ -38,16 +26,6 @@ class FitOption:
     fits: bool
     cost: str  # the measured quality cost, or llama.cpp's published one
     stored_as: str | None
-
-
-def kv_cache_bytes(metadata: dict[str, Any], *, ctx: int) -> int:
-    """f16 K and V for every layer and position of the context."""
-    arch = metadata.get("general.architecture", "")
-    layers = int(metadata.get(f"{arch}.block_count") or 0)
-    embedding = int(metadata.get(f"{arch}.embedding_length") or 0)
-    heads = int(metadata.get(f"{arch}.attention.head_count") or 1)
-    kv_heads = int(metadata.get(f"{arch}.attention.head_count_kv") or heads)
-    return 2 * layers * ctx * (embedding * kv_heads // max(heads, 1)) * 2
 
 
 def _derived(model: Manifest, store: Store) -> dict[str, Manifest]:

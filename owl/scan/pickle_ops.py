@@ -3,8 +3,9 @@
 `pickletools.genops` decodes the opcodes from an OpStream, which steps over (seeks past)
 arguments too long to keep, so tensor bytes stored inline are never read into memory.
 `scan_one` keeps just enough of the unpickler's stack and memo to know the module and
-name of each import (constant strings; anything else is opaque) and hands every import
-to pickle_policy.judge. A decoder error becomes Damaged, with what was found before it.
+name of each import (constant strings; anything else is opaque), asks pickle_policy.judge
+about every import and records its ruling. A decoder error becomes Damaged, with what was
+found before it.
 """
 
 from __future__ import annotations
@@ -139,6 +140,26 @@ class Pickle:
         ]
 
 
+# joblib writes array bytes inside the stream after this global: a decoder error then says so.
+_JOBLIB_WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
+
+
+def _record_import(
+    result: Pickle,
+    module: str,
+    qualname: str,
+    protocol: int,
+    offset: int,
+    code_modules: tuple[str, ...],
+) -> None:
+    result.imported = True
+    ruling = judge(module, qualname, protocol, code_modules)
+    if ruling.name == _JOBLIB_WRAPPER:
+        result.joblib = True
+    if ruling.severity is not None:
+        result.hit(ruling.name, ruling.severity, ruling.check, ruling.reason, offset)
+
+
 def _stack_effects() -> dict[str, tuple[bool, int, int]]:
     """Per opcode: (pops to a MARK, items popped besides, items pushed), from pickletools."""
     effects = {}
@@ -193,7 +214,7 @@ def scan_one(stream: OpStream, *, file: str, where: str, code_modules: tuple[str
         elif name == "STACK_GLOBAL":
             qualname, module = _pop(stack), _pop(stack)
             if isinstance(module, str) and isinstance(qualname, str):
-                judge(result, module, qualname, protocol, offset, code_modules)
+                _record_import(result, module, qualname, protocol, offset, code_modules)
             else:
                 result.imported = True
                 result.hit(
@@ -208,7 +229,7 @@ def scan_one(stream: OpStream, *, file: str, where: str, code_modules: tuple[str
         else:
             if name in ("GLOBAL", "INST"):
                 module, _, qualname = arg.partition(" ")
-                judge(result, module, qualname, protocol, offset, code_modules)
+                _record_import(result, module, qualname, protocol, offset, code_modules)
             elif name in _EXT_OPCODES:
                 result.imported = True
                 result.hit(

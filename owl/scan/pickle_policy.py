@@ -2,8 +2,9 @@
 
 An allowed global is no finding; a module, name or attribute the table lists as critical
 (a way to run commands, evaluate code or reach os) is a critical finding; anything else
-is a high one, since model files do not need it. The opcode walker (pickle_ops) calls
-`judge` for each import it resolves.
+is a high one, since model files do not need it. The opcode walker (pickle_ops) asks
+`judge` about each import it resolves and records the ruling itself: this module knows
+the table, not the walker.
 """
 
 from __future__ import annotations
@@ -13,14 +14,20 @@ import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from owl.scan.findings import Severity
 
-if TYPE_CHECKING:
-    from owl.scan.pickle_ops import Pickle
-
 _TABLE = Path(__file__).with_name("pickle_globals.toml")
+
+
+@dataclass(frozen=True)
+class Ruling:
+    """What one import names (after Python 2's renames), and why it is a finding if it is."""
+
+    name: str
+    severity: Severity | None = None  # None: allowed
+    check: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -51,16 +58,8 @@ def policy() -> Policy:
     )
 
 
-def judge(
-    result: Pickle,
-    module: str,
-    qualname: str,
-    protocol: int,
-    offset: int,
-    code_modules: tuple[str, ...],
-) -> None:
-    """Record one import: nothing if allowed, else a critical or high finding."""
-    result.imported = True
+def judge(module: str, qualname: str, protocol: int, code_modules: tuple[str, ...]) -> Ruling:
+    """The ruling on one import: allowed (no severity), else a critical or high finding."""
     written = f"{module}.{qualname}"
     if protocol < 3:  # what pickle itself does for Python 2 names (fix_imports)
         if (module, qualname) in _compat_pickle.NAME_MAPPING:
@@ -68,23 +67,18 @@ def judge(
         elif module in _compat_pickle.IMPORT_MAPPING:
             module = _compat_pickle.IMPORT_MAPPING[module]
     full = f"{module}.{qualname}"
-    if full == "joblib.numpy_pickle.NumpyArrayWrapper":
-        result.joblib = True
     table = policy()
     if full in table.allowed or any(_under(module, code) for code in code_modules):
-        return
+        return Ruling(full)
     label = full if full == written else f"{full} (written {written})"
     why = _critical_reason(module, qualname, table)
     if why:
         reason = f"imports {label}, which {why}"
-        result.hit(full, Severity.CRITICAL, "pickle.dangerous-global", reason, offset)
-        return
+        return Ruling(full, Severity.CRITICAL, "pickle.dangerous-global", reason)
     why = table.high_names.get(
         full, "model files do not need; loading the file imports it and may call it"
     )
-    result.hit(
-        full, Severity.HIGH, "pickle.unknown-global", f"imports {label}, which {why}", offset
-    )
+    return Ruling(full, Severity.HIGH, "pickle.unknown-global", f"imports {label}, which {why}")
 
 
 def _under(module: str, parent: str) -> bool:

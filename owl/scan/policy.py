@@ -11,9 +11,9 @@ import logging
 
 from owl.errors import UnsafeModel, UnverifiedModel
 from owl.scan import FileReport, scan_file, scanner_version
-from owl.store import Manifest, Store
-from owl.store.manifest import ScanRecord, UnsafeOverride
-from owl.store.scans import display_name, record_of, scan_entries
+from owl.scan.records import display_name, record_of, scan_entries
+from owl.store.manifest import Manifest, ScanRecord, UnsafeOverride
+from owl.store.store import Store
 
 log = logging.getLogger(__name__)
 

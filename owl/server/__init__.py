@@ -1,5 +1,5 @@
-"""The OpenAI-compatible HTTP server."""
+"""The HTTP server: OpenAI- and Ollama-compatible APIs over one serving core.
 
-from owl.server.app import create_app, serve
-
-__all__ = ["create_app", "serve"]
+`owl.server.app.create_app(settings)` builds the app and `owl.server.app.serve` runs it.
+This package imports nothing itself, so that its modules never import each other through it.
+"""

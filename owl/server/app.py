@@ -17,21 +17,15 @@ from starlette.middleware.cors import CORSMiddleware
 
 from owl import __version__
 from owl.config import Settings
-from owl.server import (
-    disconnect,
-    embeddings_routes,
-    errors,
-    limits,
-    metrics,
-    ollama_routes,
-    openai_routes,
-)
+from owl.pull import open_store, register_embedded
+from owl.server import disconnect, errors, limits, metrics
 from owl.server.auth import ApiKeyMiddleware, api_keys
 from owl.server.generations import Generations
 from owl.server.http_protocol import JsonErrorsH11Protocol
-from owl.server.ollama_pull import Pulls
+from owl.server.ollama import routes as ollama_routes
+from owl.server.ollama.pull import Pulls
+from owl.server.openai import routes as openai_routes
 from owl.server.pool import ModelPool
-from owl.store import open_store, register_embedded
 from owl.store.lock import Lock
 
 
@@ -67,7 +61,6 @@ def create_app(
     disconnect.install(app)
     limits.install(app)
     app.include_router(openai_routes.router)
-    embeddings_routes.install(app)  # before ollama_routes: its /api/embed answers 501
     app.include_router(ollama_routes.router)
     app.include_router(metrics.router)
     # Added innermost first: the catch-all answers a route's unexpected error; metrics

@@ -1,6 +1,6 @@
 """Work for a client that stops when the client goes away, streaming or not.
 
-A streaming response notices a disconnect when its next write fails (owl/server/streaming.py);
+A streaming response notices a disconnect when its next write fails (owl/server/framing.py);
 a non-streaming one writes only at the end, so without this a request asking for a billion
 tokens would generate for minutes after its client gave up.
 """

@@ -1,11 +1,11 @@
 """The server's open generations: admission (max tokens, queue), metrics, graceful ends.
 
-Every route that generates calls `start_generations(request, model, prompt, choices)` instead
-of `model.generate`: the same DeltaStreams come back, watched. A generation counts from
-then until its stream ends; with every slot busy and OWL_MAX_QUEUE generations already
-waiting, the next gets 429. At shutdown, open generations get time to finish, then are
-stopped early — they still end with a final Delta (finish_reason "length" and usage), so
-clients see a well-formed end of stream rather than a cut connection.
+The serving core (owl/server/serving.py) calls `start_generations(request, model, prompt,
+choices)` instead of `model.generate`: the same DeltaStreams come back, watched. A
+generation counts from then until its stream ends; with every slot busy and OWL_MAX_QUEUE
+generations already waiting, the next gets 429. At shutdown, open generations get time to
+finish, then are stopped early — they still end with a final Delta (finish_reason "length"
+and usage), so clients see a well-formed end of stream rather than a cut connection.
 """
 
 from __future__ import annotations
@@ -19,19 +19,13 @@ from typing import Any
 from fastapi import Request
 
 from owl.config import Settings
-from owl.engine import Delta, Model, SamplingParams
+from owl.engine import Delta, Model, Occupancy, SamplingParams
 from owl.engine.stream import DeltaStream
 from owl.errors import ServerBusy, TokenLimitExceeded
 from owl.server.metrics import Metrics
 
 # What uvicorn's own graceful timeout keeps after streams are stopped, to send their ends.
 SHUTDOWN_MARGIN_S = 2.0
-
-
-def slots_of(model: Model) -> int:
-    """Generations `model` runs at once: its scheduler's slots, else one at a time."""
-    scheduler = getattr(model.backend, "scheduler", None)
-    return len(scheduler.slots) if scheduler is not None else 1
 
 
 class Generations:
@@ -48,7 +42,7 @@ class Generations:
         self.models: weakref.WeakValueDictionary[str, Model] = weakref.WeakValueDictionary()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.draining = False
-        metrics.watch(self)
+        metrics.watch(self.occupancy)
 
     # Admission, on the event loop:
     def start(
@@ -68,7 +62,7 @@ class Generations:
         wanted = len(choices)
         with self._lock:
             running = self._running.get(model.name, 0)
-            room = slots_of(model) + self.max_queue - running
+            room = model.slots + self.max_queue - running
             if wanted > room:
                 asked = f"its {wanted} choices" if wanted > 1 else "it"
                 raise ServerBusy(
@@ -119,6 +113,10 @@ class Generations:
         """Generations of `model` started and not yet ended (running or waiting)."""
         with self._lock:
             return self._running.get(model, 0)
+
+    def occupancy(self) -> dict[str, Occupancy]:
+        """The slots and queue of every model that has generated, by name (/metrics)."""
+        return {name: model.occupancy() for name, model in list(self.models.items())}
 
     # Graceful shutdown:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:

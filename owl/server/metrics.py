@@ -2,14 +2,13 @@
 
 Requests and their durations are counted by a middleware; tokens and time to first token
 by the app's Generations (owl/server/generations.py); queue depth and slot use are read
-from the loaded models' schedulers when Prometheus scrapes.
+from the generating models' occupancy when Prometheus scrapes.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
@@ -17,8 +16,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-if TYPE_CHECKING:
-    from owl.server.generations import Generations
+from owl.engine import Occupancy
 
 router = APIRouter()
 TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -64,9 +62,9 @@ class Metrics:
             registry=self.registry,
         )
 
-    def watch(self, generations: Generations) -> None:
-        """Report `generations`' queue and slots at each scrape."""
-        self.registry.register(_SlotCollector(generations))
+    def watch(self, occupancy: Callable[[], Mapping[str, Occupancy]]) -> None:
+        """Report the slots and queues that `occupancy()` gives, by model, at each scrape."""
+        self.registry.register(_SlotCollector(occupancy))
 
     def first_token(self, model: str, seconds: float) -> None:
         self.ttft.labels(model=model).observe(seconds)
@@ -82,8 +80,8 @@ class Metrics:
 class _SlotCollector:
     """Gauges read when scraped: slots total and busy, and requests waiting, per model."""
 
-    def __init__(self, generations: Generations) -> None:
-        self.generations = generations
+    def __init__(self, occupancy: Callable[[], Mapping[str, Occupancy]]) -> None:
+        self.occupancy = occupancy
 
     def describe(self) -> list[Metric]:
         return []  # the gauges' labels are only known at scrape time
@@ -94,18 +92,10 @@ class _SlotCollector:
         queue = GaugeMetricFamily(
             "owl_queue_depth", "Generations waiting for a slot.", labels=["model"]
         )
-        for name, model in sorted(self.generations.models.items()):
-            scheduler = getattr(model.backend, "scheduler", None)
-            if scheduler is not None:
-                slots = len(scheduler.slots)
-                running = sum(1 for slot in scheduler.slots if slot.job is not None)
-                waiting = max(0, scheduler.busy - running)
-            else:  # a backend without batching generates one request at a time
-                slots, started = 1, self.generations.running(name)
-                running, waiting = min(started, 1), max(0, started - 1)
-            total.add_metric([name], slots)
-            busy.add_metric([name], running)
-            queue.add_metric([name], waiting)
+        for name, occupancy in sorted(self.occupancy().items()):
+            total.add_metric([name], occupancy.slots)
+            busy.add_metric([name], occupancy.running)
+            queue.add_metric([name], occupancy.waiting)
         yield from (total, busy, queue)
 
 

@@ -13,6 +13,10 @@ alone (its recorded base is loaded with it): each combination is a model of its 
 applies adapters to a whole context), keyed by every file's digest; the base's weights are
 mmapped, so the combinations of one base share them in the page cache, but each counts its
 own estimate (base + adapters + its KV cache) against the budget.
+
+Embedders are loaded things like any other, in the same table and under the same budget
+and keep_alive: the same stored model loaded for embeddings is an entry of its own (an
+embedding context is its own llama.cpp context).
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import cast
 
 from starlette.concurrency import run_in_threadpool
 
 from owl import engine
 from owl.config import Settings
-from owl.engine import Model
+from owl.engine import OVERHEAD, Capability, Embedder, Loaded, Model
 from owl.engine.adapters import (
     SEPARATOR,
     base_of,
@@ -38,10 +43,9 @@ from owl.engine.adapters import (
     split_combination,
 )
 from owl.errors import ModelNotFound, NoRoomForModel
-from owl.formats import inspect
 from owl.formats.info import human_bytes
-from owl.quantize.fit import OVERHEAD, kv_cache_bytes
-from owl.store import Manifest, RefKind, Store, parse_ref, resolve
+from owl.pull import resolve
+from owl.store import Manifest, RefKind, Store, parse_ref
 from owl.store.lock import Lock, check_locked
 
 log = logging.getLogger("owl.server")
@@ -51,17 +55,18 @@ _ROOM_POLL_S = 0.1
 
 
 @dataclass(eq=False)
-class Loaded:
-    """A loaded model, its estimated memory, and when it was last used."""
+class Entry:
+    """A loaded model (or embedder), its estimated memory, and when it was last used."""
 
-    key: str  # name@digest
-    model: Model
+    key: str  # [capability:]name@digest
+    model: Loaded
     manifest: Manifest
     memory: int  # estimated bytes: weights + KV cache + llama.cpp's working margin
     keep_alive: float  # seconds after the last use; negative: forever
     last_used: float = field(default_factory=time.monotonic)
     holders: set[asyncio.Task] = field(default_factory=set)  # requests using it
     adapters: list[Manifest] = field(default_factory=list)  # LoRA adapters on the base
+    capability: Capability = Capability.CHAT  # EMBED: an embedder
 
     @property
     def name(self) -> str:
@@ -72,8 +77,7 @@ class Loaded:
     def in_use(self) -> int:
         """Requests holding the model, or generations running or waiting on it."""
         requests = sum(1 for task in self.holders if not task.done())
-        scheduler = getattr(self.model.backend, "scheduler", None)
-        return max(requests, scheduler.busy if scheduler is not None else 0)
+        return max(requests, self.model.occupancy().busy)
 
     def expires_at(self) -> datetime | None:
         """When the model unloads if no request comes; None: never (keep_alive < 0)."""
@@ -105,7 +109,7 @@ class ModelPool:
         self.lock = lock
         # Names the operator let through despite their scan verdict (owl serve --allow-unsafe).
         self.allow_unsafe = allow_unsafe
-        self._entries: dict[str, Loaded] = {}
+        self._entries: dict[str, Entry] = {}
         self._loading = asyncio.Lock()
         self._sweeper: asyncio.Task | None = None
         self._soon: set[asyncio.Task] = set()  # sweeps asked for by keep_alive 0
@@ -141,22 +145,34 @@ class ModelPool:
 
         `keep_alive`: seconds it stays loaded after this request (None: OWL_KEEP_ALIVE).
         """
+        # engine.load gives a Model for CHAT and an Embedder for EMBED (its contract).
+        return cast(Model, await self._get(name, Capability.CHAT, keep_alive))
+
+    async def embedder(self, name: str, *, keep_alive: float | None = None) -> Embedder:
+        """get() for embeddings: `name` loaded as an embedder, under the same budget."""
+        return cast(Embedder, await self._get(name, Capability.EMBED, keep_alive))
+
+    async def _get(self, name: str, capability: Capability, keep_alive: float | None) -> Loaded:
         manifest, adapters = await run_in_threadpool(self.combination, name)
         if self.lock is not None:
             for pinned in (manifest, *adapters):
                 check_locked(pinned, self.lock)
         # By names and digests: a name pulled again with other weights loads the new ones.
         key = SEPARATOR.join(f"{m.display_name}@{m.weights.digest}" for m in (manifest, *adapters))
+        if capability is Capability.EMBED:
+            key = f"{capability}:{key}"
         entry = self._entries.get(key)
         if entry is None:
             async with self._loading:
-                entry = self._entries.get(key) or await self._load(manifest, key, adapters)
+                entry = self._entries.get(key) or await self._load(
+                    manifest, key, adapters, capability
+                )
                 self._hold(entry, keep_alive)  # before the lock lets a sweep in
         else:
             self._hold(entry, keep_alive)
         return entry.model
 
-    def _hold(self, entry: Loaded, keep_alive: float | None) -> None:
+    def _hold(self, entry: Entry, keep_alive: float | None) -> None:
         # Ollama's rule: every request sets the model's keep_alive, its own or the default.
         entry.keep_alive = self.settings.keep_alive if keep_alive is None else keep_alive
         entry.last_used = time.monotonic()
@@ -169,7 +185,7 @@ class ModelPool:
         if self._sweeper is None or self._sweeper.done() or self._sweeper.get_loop() is not loop:
             self._sweeper = loop.create_task(self._sweep_forever())
 
-    def _release(self, entry: Loaded, task: asyncio.Task) -> None:
+    def _release(self, entry: Entry, task: asyncio.Task) -> None:
         entry.holders.discard(task)
         entry.last_used = time.monotonic()
         if entry.keep_alive == 0 and not entry.in_use and not task.get_loop().is_closed():
@@ -178,9 +194,21 @@ class ModelPool:
             self._soon.add(sweep)
             sweep.add_done_callback(self._soon.discard)
 
-    async def _load(self, manifest: Manifest, key: str, adapters: list[Manifest]) -> Loaded:
+    async def _load(
+        self, manifest: Manifest, key: str, adapters: list[Manifest], capability: Capability
+    ) -> Entry:
         name = combination_name(manifest, adapters)
-        memory = await run_in_threadpool(self._estimate, manifest)
+        # An embedder runs one context; a generating model one per slot (--parallel).
+        slots = 1 if capability is Capability.EMBED else self.settings.parallel
+        memory = await run_in_threadpool(
+            partial(
+                engine.estimate_memory,
+                manifest,
+                store=self.store,
+                settings=self.settings,
+                slots=slots,
+            )
+        )
         memory += int(sum(adapter.size for adapter in adapters) * OVERHEAD)
         if memory > self.settings.max_memory:
             raise NoRoomForModel(
@@ -190,7 +218,11 @@ class ModelPool:
                 f"smaller --ctx, or use a smaller quantization (`owl fit {manifest.display_name}`)"
             )
         # The same name with other weights (pulled again) is replaced, not kept beside.
-        stale = [entry for entry in self._entries.values() if entry.name == name]
+        stale = [
+            entry
+            for entry in self._entries.values()
+            if entry.name == name and entry.capability is capability
+        ]
         for entry in stale:
             self._entries.pop(entry.key)
         try:
@@ -202,9 +234,10 @@ class ModelPool:
                     manifest,
                     store=self.store,
                     settings=self.settings,
+                    capability=capability,
                     allow_unsafe=allowed,
                     by="owl serve --allow-unsafe",
-                    slots=self.settings.parallel,
+                    slots=slots,
                     adapters=adapters,
                 )
             )
@@ -212,8 +245,14 @@ class ModelPool:
             for entry in stale:  # the new weights did not load: the old ones serve on
                 self._entries[entry.key] = entry
             raise
-        entry = Loaded(
-            key, model, manifest, memory, keep_alive=self.settings.keep_alive, adapters=adapters
+        entry = Entry(
+            key,
+            model,
+            manifest,
+            memory,
+            keep_alive=self.settings.keep_alive,
+            adapters=adapters,
+            capability=capability,
         )
         self._entries[key] = entry
         log.info("loaded %s (about %s)", entry.name, human_bytes(memory))
@@ -221,19 +260,6 @@ class ModelPool:
             # Closing waits for the generations already queued on it.
             await run_in_threadpool(old.model.close)
         return entry
-
-    def _estimate(self, manifest: Manifest) -> int:
-        """The memory a model will take, as `owl fit` estimates it."""
-        if manifest.is_folder:
-            return int(manifest.size * OVERHEAD)  # no GGUF metadata to size its cache from
-        metadata = inspect(self.store.weights_path(manifest)).metadata
-        ctx = engine.context_size(manifest, self.settings)
-        if not ctx:
-            arch = metadata.get("general.architecture", "")
-            ctx = int(metadata.get(f"{arch}.context_length") or 0)
-        # The llama.cpp backend gives every slot (--parallel) a whole context window.
-        cache = kv_cache_bytes(metadata, ctx=ctx * self.settings.parallel)
-        return int((manifest.size + cache) * OVERHEAD)
 
     def _fits(self, memory: int) -> bool:
         used = sum(entry.memory for entry in self._entries.values())
@@ -261,7 +287,7 @@ class ModelPool:
                 )
             await asyncio.sleep(_ROOM_POLL_S)
 
-    async def _unload(self, entry: Loaded) -> None:
+    async def _unload(self, entry: Entry) -> None:
         # Under self._loading: out of the table first, so no new request gets it.
         self._entries.pop(entry.key, None)
         await run_in_threadpool(entry.model.close)
@@ -308,7 +334,7 @@ class ModelPool:
                     unloaded.append(entry.name)
         return unloaded, pending
 
-    def _named(self, name: str) -> list[Loaded]:
+    def _named(self, name: str) -> list[Entry]:
         try:
             wanted = combination_name(*self.combination(name))
         except ModelNotFound:  # removed from the store while loaded: match the name as given
@@ -326,8 +352,8 @@ class ModelPool:
             for manifest in manifests
         )
 
-    def entries(self) -> list[Loaded]:
-        """The loaded models, by name."""
+    def entries(self) -> list[Entry]:
+        """The loaded models and embedders, by name."""
         return sorted(self._entries.values(), key=lambda entry: entry.name)
 
     def loaded(self) -> list[str]:

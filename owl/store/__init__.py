@@ -1,7 +1,9 @@
-"""The store: content-addressed blobs, manifests, aliases, and the sources that fill them."""
+"""The store: content-addressed blobs, manifests, refs and aliases, the lock, snapshots.
+
+Bytes and records only: what fills the store (sources, scanning, licenses) is owl.pull.
+"""
 
 from owl.store.manifest import FileEntry, Manifest, Source
-from owl.store.pull import open_store, pull, pull_locked, register_embedded, resolve
 from owl.store.ref import ModelName, ModelRef, RefKind, parse_name, parse_ref
 from owl.store.store import Store
 
@@ -13,11 +15,6 @@ __all__ = [
     "RefKind",
     "Source",
     "Store",
-    "open_store",
     "parse_name",
     "parse_ref",
-    "pull",
-    "pull_locked",
-    "register_embedded",
-    "resolve",
 ]

@@ -8,6 +8,6 @@ torch, transformers and peft (owl[tune]) are imported only when a run starts.
 """
 
 from owl.tune.options import TuneOptions
-from owl.tune.stage import default_name, run_dir, tune
+from owl.tune.pipeline import default_name, run_dir, tune
 
 __all__ = ["TuneOptions", "default_name", "run_dir", "tune"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -109,7 +110,8 @@ def load(checkpoint: Checkpoint) -> dict[str, Any]:
             "rng": torch.load(checkpoint.path / "rng.pt", weights_only=True),
             "state": checkpoint.state,
         }
-    except (OSError, RuntimeError, ValueError) as err:
+    # torch.load of a damaged file raises whichever of these its reader hits first.
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as err:
         raise TuneError(
             f"checkpoint {checkpoint.path} is unreadable ({err}); delete it and resume again"
         ) from err

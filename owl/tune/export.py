@@ -18,6 +18,7 @@ from typing import Any
 
 from owl.config import Settings
 from owl.errors import ConversionError
+from owl.pull import pull
 from owl.quantize.converter import (
     DISTRIBUTION,
     RENAMED,
@@ -27,7 +28,7 @@ from owl.quantize.converter import (
     converter_env,
     ensure_converter,
 )
-from owl.store import FileEntry, Manifest, ModelName, RefKind, Source, Store, pull
+from owl.store import FileEntry, Manifest, ModelName, RefKind, Source, Store
 from owl.store.manifest import Parent
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import owl.tune.checkpoints as checkpoints
 from owl.errors import TuneError
-from owl.tune import checkpoints
 from owl.tune.data import IGNORE, Encoded
 from owl.tune.options import TuneOptions
 

@@ -97,6 +97,7 @@ def test_a_file_name_that_is_not_utf8_is_one_line(owl_env: Path, tmp_path: Path)
     _assert_one_error_line(result, "the argument", "is not valid UTF-8")
 
 
+@pytest.mark.slow  # owl run loads the model before it reads the prompt
 def test_a_non_utf8_prompt_on_stdin_is_one_line(owl_env: Path) -> None:
     result = subprocess.run(
         [OWL, "run", "smollm2"],

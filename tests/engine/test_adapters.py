@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 
 from owl import engine
-from owl.engine import Model, SamplingParams
-from owl.engine.scheduler import TokenLogprob
+from owl.engine import Model, SamplingParams, TokenLogprob
 from owl.errors import AdapterMismatch
-from owl.store import pull
+from owl.pull import pull
 from tests.support.cli import owl
 from tests.support.coverage import TOLERANCE
 from tests.support.owl_server import running_server

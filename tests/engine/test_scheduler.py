@@ -1,4 +1,4 @@
-"""Continuous batching on the real bundled model (owl/engine/scheduler.py + llamacpp.py).
+"""Continuous batching on the real bundled model (owl/engine/scheduler.py + llama/backend.py).
 
 A model loaded with several slots runs generations side by side; what each gets must not
 depend on the others, nor on how much of its prompt came from the cache.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from owl.engine import Delta, Model, SamplingParams
-from owl.engine.llamacpp import LlamaCppBackend
+from owl.engine.llama.backend import LlamaCppBackend
 from owl.engine.worker import engine_thread
 from owl.errors import InvalidPrompt
 
@@ -205,7 +205,7 @@ def test_a_request_for_many_choices_does_not_take_every_slot(bundled_gguf: Path)
         engine = engine_thread().submit(hold.wait)  # every job waits for the same first step
         many, one = object(), object()
         for name, group in [("A1", many), ("A2", many), ("A3", many), ("B", one)]:
-            model.backend.submit(prompt, GREEDY, _Recorder(name, log, ended), group=group)
+            model.backend.scheduler.submit(prompt, GREEDY, _Recorder(name, log, ended), group=group)
         hold.set()
         engine.result()
         for _ in range(4):

@@ -13,7 +13,8 @@ from owl.config import Settings
 from owl.errors import EvalError
 from owl.evals import kl_divergence, perplexity
 from owl.evals.kld import compare_logits
-from owl.store import Store, pull
+from owl.pull import pull
+from owl.store import Store
 
 GPL3 = Path("/usr/share/common-licenses/GPL-3")
 CTX = 64

@@ -13,7 +13,8 @@ from owl.errors import EngineError, EvalError, SourceNotFound, UnsafeModel
 from owl.evals import perplexity, read_text
 from owl.evals.perplexity import NllStats, token_nll
 from owl.evals.text import chunks
-from owl.store import Store, pull
+from owl.pull import pull
+from owl.store import Store
 from tests.support.gguf_edit import copy_with_template, shell_template
 from tests.support.tiny_gguf import write_tiny_gguf
 

@@ -11,7 +11,8 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 from owl.config import Settings
 from owl.licenses.bom import bom_json
-from owl.store import Store, pull
+from owl.pull import pull
+from owl.store import Store
 from owl.store.manifest import Parent, Source
 from owl.store.ref import RefKind
 from tests.support.cli import owl

@@ -8,14 +8,14 @@ import pytest
 
 from owl.formats import inspect
 from owl.licenses import (
-    check_model,
     find_license,
     license_from_card,
     license_from_catalog,
     license_from_gguf,
     resolve_license,
 )
-from owl.licenses.discover import card_metadata, identify
+from owl.licenses.discover import identify
+from owl.pull import check_model
 from owl.store import FileEntry, Manifest, RefKind, Source, Store
 
 FALCON_CARD = """---
@@ -99,13 +99,6 @@ def test_license_from_gguf(metadata: dict, expected: str | None) -> None:
 )
 def test_license_from_card(card: str, expected: str | None) -> None:
     assert license_from_card(card) == expected
-
-
-def test_card_metadata_reads_only_the_front_matter() -> None:
-    assert card_metadata("---\nlicense: mit\ntags: [a]\n---\nlicense: gpl\n") == {
-        "license": "mit",
-        "tags": ["a"],
-    }
 
 
 def test_identify_prefers_a_known_license_over_its_hints() -> None:

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from owl.config import Settings
-from owl.store import Store, open_store
+from owl.pull import open_store
+from owl.store import Store
 from tests.support.coverage import TOLERANCE, coverage
 from tests.support.tiny_models import FAMILIES, TEXT
 from tests.support.tiny_tokenizers import SPM_FILES, spm_ids, train_spm, write_spm_tokenizer

@@ -17,10 +17,11 @@ from owl import engine
 from owl.config import Settings
 from owl.errors import QuantizationError
 from owl.formats.gguf import read_gguf_header
+from owl.pull import open_store, resolve
 from owl.quantize import Imatrix, load_imatrix, quantize
 from owl.quantize.calibrate import calibrate, compute_imatrix
 from owl.quantize.ggml_tensor import weight_name
-from owl.store import Store, open_store, resolve
+from owl.store import Store
 from tests.support.cli import owl
 
 TEXT = Path("/usr/share/common-licenses/GPL-3")
@@ -193,9 +194,9 @@ def test_moe_experts_get_a_row_each_counted_by_routing(
     store: Store, settings: Settings, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
     """A tiny random Mixtral (4 experts, 2 per token), converted to f16: MUL_MAT_ID's path."""
+    from owl.pull.sources.package import locate
     from owl.quantize.convert import convert
     from owl.store.ref import parse_ref
-    from owl.store.sources.package import locate
     from tests.conftest import EMBEDDED_REF
     from tests.quantize.test_convert import shared_tools, smollm2_hf_folder
     from tests.support.tiny_models import build_tiny_folder, tiny_config

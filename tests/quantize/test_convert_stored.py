@@ -17,9 +17,10 @@ import pytest
 from owl.config import Settings
 from owl.errors import NameClash, SourceNotFound, UnsafeModel
 from owl.formats import inspect
+from owl.pull import pull
 from owl.quantize.convert import convert
 from owl.quantize.converter import llama_cpp_version
-from owl.store import RefKind, Store, pull
+from owl.store import RefKind, Store
 from tests.quantize.test_convert import shared_tools, smollm2_hf_folder
 from tests.support.cli import owl
 from tests.support.tiny_models import build_tiny_folder

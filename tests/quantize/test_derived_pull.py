@@ -8,8 +8,9 @@ import pytest
 
 from owl.config import Settings
 from owl.errors import LockMismatch, ModelNotFound
+from owl.pull import pull, pull_locked
 from owl.quantize import quantize
-from owl.store import Store, pull, pull_locked
+from owl.store import Store
 from owl.store.lock import Lock, locked_model
 
 

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from owl.config import Settings
+from owl.config import Settings, parse_size
+from owl.engine.memory import kv_cache_bytes
 from owl.formats import inspect
+from owl.pull import pull
 from owl.quantize import quantize
-from owl.quantize.fit import best, fit, kv_cache_bytes, parse_size
-from owl.store import Store, pull
+from owl.quantize.fit import best, fit
+from owl.store import Store
 from tests.support.cli import owl
 
 

@@ -1,17 +1,14 @@
 """owl.quantize on the real bundled model (SmolLM2-135M, Q4_1): llama.cpp's quantizer into the
 store, lineage and license, running the result, failures that leave the store as it was,
-and importance matrices read from llama-imatrix's two file formats."""
+and quantizing with an importance matrix (its file formats: test_imatrix.py)."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import struct
 from pathlib import Path
 
 import gguf
-import llama_cpp
-import numpy as np
 import pytest
 
 from owl import engine
@@ -19,10 +16,11 @@ from owl.config import Settings
 from owl.errors import InsufficientSpace, NameClash, QuantizationError
 from owl.formats import inspect
 from owl.formats.gguf import read_gguf_header
-from owl.licenses import check_model
-from owl.quantize import find_type, load_imatrix, quant_types, quantize
-from owl.store import Manifest, RefKind, Store, parse_name, pull, resolve
+from owl.pull import check_model, pull, resolve
+from owl.quantize import load_imatrix, quantize
+from owl.store import Manifest, RefKind, Store, parse_name
 from tests.conftest import EMBEDDED_REF
+from tests.quantize.test_imatrix import COUNTS, SUMS, write_gguf_imatrix
 
 GREEDY = engine.SamplingParams(temperature=0, max_tokens=6)
 
@@ -49,21 +47,6 @@ def _leftovers(store: Store) -> list[str]:
 
 def _blobs(store: Store) -> set[str]:
     return store.blobs.digests()
-
-
-# --- the types -------------------------------------------------------------------------------
-
-
-def test_every_type_is_a_llama_cpp_file_type() -> None:
-    values = set()
-    for name, kind in quant_types().items():
-        assert kind.ftype == f"LLAMA_FTYPE_MOSTLY_{name}"
-        values.add(kind.ftype_value())
-        assert 1 < kind.bits < 9 and kind.description
-    assert len(values) == len(quant_types())  # no two names for one file type
-    for name in ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K", "IQ4_XS"):
-        assert name in quant_types()  # the types the issue names
-    assert find_type("q4_k_m").ftype_value() == llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M
 
 
 def test_an_unknown_type_is_refused_with_the_list(parent: Manifest, store: Store, settings) -> None:
@@ -218,74 +201,6 @@ def test_a_model_that_is_not_gguf_is_refused(parent: Manifest, store: Store, set
 
 
 # --- importance matrices -----------------------------------------------------------------------
-
-SUMS = {"blk.0.ffn_down.weight": [[2.0, 4.0, 6.0]], "blk.0.attn_q.weight": [[1.0, 1.0, 3.0]]}
-COUNTS = {"blk.0.ffn_down.weight": [2.0], "blk.0.attn_q.weight": [0.5]}
-
-
-def write_gguf_imatrix(
-    path: Path, sums: dict[str, list[list[float]]], counts: dict[str, list[float]]
-) -> Path:
-    """An imatrix as llama-imatrix writes it: <tensor>.in_sum2 [experts, columns], .counts."""
-    writer = gguf.GGUFWriter(path, arch="imatrix")
-    writer.add_type("imatrix")
-    writer.add_array("imatrix.datasets", ["calibration.txt"])
-    writer.add_uint32("imatrix.chunk_count", 7)
-    writer.add_uint32("imatrix.chunk_size", 512)
-    for name in sums:
-        writer.add_tensor(f"{name}.in_sum2", np.array(sums[name], dtype=np.float32))
-        writer.add_tensor(f"{name}.counts", np.array(counts[name], dtype=np.float32)[:, None])
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
-
-
-def write_legacy_imatrix(path: Path, values: dict[str, np.ndarray], calls: int) -> Path:
-    """The older .dat format: entries of (name, calls, values × calls), chunks, dataset."""
-    out = struct.pack("<i", len(values))
-    for name, array in values.items():
-        raw = name.encode()
-        out += struct.pack("<i", len(raw)) + raw + struct.pack("<ii", calls, array.size)
-        out += (array * calls).astype("<f4").tobytes()
-    dataset = b"calibration.txt"
-    path.write_bytes(out + struct.pack("<ii", 7, len(dataset)) + dataset)
-    return path
-
-
-def test_both_imatrix_formats_read_as_llama_quantize_reads_them(tmp_path: Path) -> None:
-    from_gguf = load_imatrix(write_gguf_imatrix(tmp_path / "m.gguf", SUMS, COUNTS))
-    expected = {"blk.0.ffn_down.weight": [1.0, 2.0, 3.0], "blk.0.attn_q.weight": [2.0, 2.0, 6.0]}
-    assert {name: list(values) for name, values in from_gguf.values.items()} == expected
-    assert from_gguf.datasets == ("calibration.txt",) and from_gguf.chunks == 7
-    legacy = {name: np.array(values, dtype=np.float32) for name, values in expected.items()}
-    from_dat = load_imatrix(write_legacy_imatrix(tmp_path / "m.dat", legacy, calls=10))
-    assert {name: list(values) for name, values in from_dat.values.items()} == expected
-    assert from_dat.datasets == ("calibration.txt",) and from_dat.chunks == 7
-    assert from_dat.digest != from_gguf.digest
-
-
-def test_an_expert_without_tokens_weighs_all_columns_alike(tmp_path: Path) -> None:
-    sums = {"blk.0.ffn_down_exps.weight": [[2.0, 4.0], [9.0, 9.0]]}
-    matrix = load_imatrix(
-        write_gguf_imatrix(tmp_path / "m.gguf", sums, {"blk.0.ffn_down_exps.weight": [2.0, 0.0]})
-    )
-    assert list(matrix.values["blk.0.ffn_down_exps.weight"]) == [1.0, 2.0, 1.0, 1.0]
-
-
-def test_files_that_are_not_an_imatrix_are_refused(tmp_path: Path, bundled_gguf: Path) -> None:
-    with pytest.raises(QuantizationError, match="no \\*.in_sum2 tensors"):
-        load_imatrix(bundled_gguf)  # a GGUF, but a model
-    text = tmp_path / "notes.txt"
-    text.write_text("calibration text, not an importance matrix\n")
-    with pytest.raises(QuantizationError, match="not an importance matrix"):
-        load_imatrix(text)
-    nan = write_gguf_imatrix(
-        tmp_path / "nan.gguf", {"a.weight": [[float("nan")]]}, {"a.weight": [1]}
-    )
-    with pytest.raises(QuantizationError, match="not finite"):
-        load_imatrix(nan)
 
 
 def test_an_imatrix_for_another_model_is_refused(parent, store, settings, tmp_path) -> None:

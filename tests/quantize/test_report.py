@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from owl.config import Settings
+from owl.pull import pull
 from owl.quantize import quantize
 from owl.quantize.report import quality_report, write_report
-from owl.store import Store, pull
+from owl.store import Store
 from tests.support.cli import owl
 
 

@@ -9,9 +9,10 @@ import pytest
 
 from owl.config import Settings
 from owl.errors import UnsafeModel, UnverifiedModel
+from owl.pull import pull
 from owl.scan import scanner_version
 from owl.scan.policy import require_loadable, scan_manifest, verdict_of
-from owl.store import Store, pull
+from owl.store import Store
 from owl.store.manifest import ScanRecord
 from tests.support.gguf_edit import copy_with_template, shell_template
 from tests.support.tiny_gguf import write_tiny_gguf

@@ -15,11 +15,12 @@ from hypothesis import HealthCheck, currently_in_test_context, event, given, set
 from hypothesis import strategies as st
 
 from owl.config import Settings
+from owl.pull import pull
 from owl.scan import scan_file
 from owl.scan.detect import Kind, sniff
 from owl.scan.findings import Unverified
 from owl.scan.sentencepiece import MAX_PIECES, scan_sentencepiece
-from owl.store import Store, pull
+from owl.store import Store
 from tests.support.tiny_models import build_tiny_folder
 from tests.support.tiny_tokenizers import _sentences, train_spm
 

@@ -8,7 +8,8 @@ import pytest
 
 from owl.config import Settings
 from owl.errors import LockMismatch, StoreCorrupted
-from owl.store import Store, pull, pull_locked
+from owl.pull import pull, pull_locked
+from owl.store import Store
 from owl.store.lock import Lock, check_locked, locked_model, read_lock, write_lock
 from tests.support.fileserver import FileServer
 from tests.support.tiny_gguf import write_tiny_gguf

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from owl.config import Settings
-from owl.store import Store, pull
+from owl.pull import pull
+from owl.store import Store
 from owl.store.verify import verify
 from tests.support.cli import owl
 from tests.support.tiny_gguf import write_tiny_gguf

@@ -102,8 +102,8 @@ def hf_stages(
 ) -> None:  # noqa: ANN001
     """pull → inspect → transformers backend, into `result` (see coverage())."""
     from owl.engine import load
+    from owl.pull import pull
     from owl.scan.policy import verdict_of
-    from owl.store.pull import pull
 
     ids = input_ids(family)
     stage = "pull"
@@ -176,8 +176,8 @@ def coverage(
     "continuation"}, "errors": each failure's reason, when any}. `work` holds the shared
     SmolLM2 folder, the converter and the tiny folders.
     """
+    from owl.pull.sources.package import locate
     from owl.store.ref import parse_ref
-    from owl.store.sources.package import locate
     from tests.conftest import EMBEDDED_REF
     from tests.quantize.test_convert import shared_tools, smollm2_hf_folder
 

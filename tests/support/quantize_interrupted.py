@@ -18,8 +18,8 @@ from pathlib import Path
 
 from owl.cli import main as cli
 from owl.config import load_settings
+from owl.pull import open_store, resolve
 from owl.quantize import quantize
-from owl.store import open_store, resolve
 
 # Only a broken interrupt path waits this long; the quantization then goes on and finishes,
 # and the test sees exit 0 instead of 130.

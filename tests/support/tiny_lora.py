@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from owl.config import Settings
-from owl.store import Manifest, ModelName, Store, open_store
+from owl.pull import open_store
+from owl.store import Manifest, ModelName, Store
 
 TARGETS = ("q_proj", "v_proj", "down_proj")
 BASE = "tiny-llama"

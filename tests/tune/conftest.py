@@ -7,15 +7,18 @@ session's temp folder, and every test's OWL_HOME gets a link to it where owl.tun
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from owl.config import Settings, load_settings
+from owl.pull import open_store, pull
 from owl.quantize.converter import ensure_converter
-from owl.store import Manifest, Store, open_store, pull
-from owl.tune.base import dequantize, dequantized_dir
+from owl.store import Manifest, Store
+from owl.tune.base import chat_template, dequantize, dequantized_dir, load_tokenizer
+from owl.tune.data import Encoded, Encoder, read_examples
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +65,43 @@ def tune_base(
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(dequantized_smollm2, target_is_directory=True)
     return TuneBase(settings, store, base, link)
+
+
+# Data and adapters the tune tests share
+
+NAMES = ("Ada", "Bob", "Cy", "Dee", "Eve")
+
+
+def tiny_dataset(path: Path, count: int = 20) -> Path:
+    """`count` examples of all three shapes: names into a fixed JSON shape."""
+    lines = []
+    for index in range(count):
+        name = NAMES[index % len(NAMES)]
+        answer = json.dumps({"name": name})
+        if index % 3 == 0:
+            lines.append(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"Who is {name}?"},
+                        {"role": "assistant", "content": answer},
+                    ]
+                }
+            )
+        elif index % 3 == 1:
+            lines.append({"prompt": f"Name: {name}\nJSON:", "completion": f" {answer}"})
+        else:
+            lines.append({"text": f"{name} is written {answer}."})
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def encoded(tune_base: TuneBase, path: Path, max_len: int = 64) -> tuple[list[Encoded], int]:
+    tokenizer = load_tokenizer(tune_base.folder)
+    encoder = Encoder(tokenizer, chat_template(tokenizer), max_len=max_len)
+    return encoder.encode_all(read_examples(path), path=path), tokenizer.eos_token_id
+
+
+def adapter_tensors(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(folder / "adapter_model.safetensors")

@@ -13,7 +13,8 @@ import pytest
 
 from owl import engine
 from owl.errors import AdapterMismatch
-from owl.store import parse_name, pull
+from owl.pull import pull
+from owl.store import parse_name
 from owl.store.manifest import Parent
 from owl.tune.merge import merge
 from tests.engine.test_adapters import greedy

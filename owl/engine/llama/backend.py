@@ -1,0 +1,191 @@
+"""The llama.cpp backend: a GGUF model for chat, completion and scoring.
+
+One llama.cpp context holds `slots` KV-cache sequences of `n_ctx` cells each — every
+request gets the whole context window, as with `owl run` — and the continuous-batching
+scheduler (owl/engine/scheduler.py) runs the generations over them; this class is its
+Decoder. LoRA adapters apply to the whole context (every slot), so a base with adapters is a
+backend of its own; the base's weights are mmapped, shared by the OS page cache with any
+other backend of the same file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from owl.engine.backend import Capability, TokenLogprob
+from owl.engine.llama.batch import Batch
+from owl.engine.llama.context import generation_context
+from owl.engine.llama.lora import apply_adapters, free_adapters
+from owl.engine.llama.model import load_model
+from owl.engine.llama.sampler import free_sampler, make_sampler, sample
+from owl.engine.llama.vocab import Vocab
+from owl.engine.memory import with_overhead
+from owl.engine.sampling import SamplingParams
+from owl.engine.scheduler import BatchingScheduler, Piece
+from owl.engine.worker import engine_thread
+from owl.errors import EngineError
+
+BATCH_SIZE = 512
+
+
+class LlamaCppBackend:
+    """A GGUF model loaded in llama.cpp; its scheduler owns the context."""
+
+    capabilities = frozenset({Capability.CHAT, Capability.COMPLETE, Capability.SCORE})
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        n_ctx: int,
+        threads: int | None = None,
+        slots: int = 1,
+        adapters: Sequence[tuple[Path, float]] = (),
+    ) -> None:
+        self._model = load_model(path)
+        self._vocab = Vocab(self._model.vocab)
+        self._slot_ctx = n_ctx or self._model.n_ctx_train()
+        try:
+            self._context = generation_context(
+                self._model,
+                n_ctx=self._slot_ctx,
+                slots=slots,
+                batch=BATCH_SIZE,
+                threads=threads,
+                name=path.name,
+            )
+        except EngineError:
+            self._model.close()
+            raise
+        self._adapters: list[Any] = []
+        try:
+            apply_adapters(self._model, self._context, adapters, self._adapters)
+        except EngineError:
+            self._close_model()
+            raise
+        self._batch = Batch(BATCH_SIZE)
+        self._slots = slots
+        self._memory = self._estimate(path, adapters)
+        self._scheduler = BatchingScheduler(self, worker=engine_thread())
+
+    def _estimate(self, path: Path, adapters: Sequence[tuple[Path, float]]) -> int:
+        from owl.formats import inspect
+
+        weights = path.stat().st_size + sum(adapter.stat().st_size for adapter, _ in adapters)
+        metadata = inspect(path).metadata
+        return with_overhead(weights, metadata, ctx=self._slot_ctx * self._slots)
+
+    def _close_model(self) -> None:
+        """Free the context, the adapters and the model (after the scheduler has stopped)."""
+        self._context.close()
+        free_adapters(self._adapters)  # after the context that used them
+        self._model.close()
+
+    # The Backend contract (owl/engine/backend.py):
+    @property
+    def scheduler(self) -> BatchingScheduler:
+        return self._scheduler
+
+    @property
+    def memory_bytes(self) -> int:
+        return self._memory
+
+    @property
+    def n_ctx(self) -> int:
+        """The context window of one generation (one slot)."""
+        return self._slot_ctx
+
+    @cached_property
+    def metadata(self) -> dict[str, str]:
+        return self._model.metadata()
+
+    def tokenize(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
+        return self._model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
+
+    def token_bytes(self, token: int) -> bytes:
+        return self._vocab.piece(token, special=False)
+
+    def token_text(self, token: int) -> str:
+        return self._vocab.piece(token, special=True).decode("utf-8", "replace")
+
+    @cached_property
+    def control_texts(self) -> frozenset[str]:
+        return self._vocab.control_texts()
+
+    @property
+    def bos_token(self) -> int | None:
+        token = self._model.token_bos()
+        return token if token >= 0 else None
+
+    @property
+    def eos_token(self) -> int | None:
+        token = self._model.token_eos()
+        return token if token >= 0 else None
+
+    @property
+    def adds_bos(self) -> bool:
+        return bool(self._model.add_bos_token())
+
+    def is_eog(self, token: int) -> bool:
+        return self._vocab.is_eog(token)
+
+    def close(self) -> None:
+        self._scheduler.close()
+        self._batch.close()
+        self._close_model()
+
+    # The scheduler's Decoder (owl/engine/scheduler.py), called on the engine thread only:
+    @property
+    def slots(self) -> int:
+        return self._slots
+
+    @property
+    def batch_size(self) -> int:
+        return BATCH_SIZE
+
+    def forget(self, seq: int, start: int) -> None:
+        self._context.forget(seq, start)
+
+    def decode(self, pieces: list[Piece]) -> bool:
+        batch = self._batch
+        batch.clear()
+        for piece in pieces:
+            batch.add(
+                piece.seq,
+                piece.tokens,
+                start=piece.start,
+                logits_from=0 if piece.all_logits else None,
+                last_logits=piece.logits,
+            )
+        status = self._context.decode(batch)
+        if status == 1:
+            return False
+        if status != 0:
+            raise EngineError(f"llama.cpp could not evaluate the batch (llama_decode {status})")
+        return True
+
+    def sampler(self, params: SamplingParams, history: list[int]) -> Any:
+        return make_sampler(self._model.vocab, self._vocab.n_tokens, params, history)
+
+    def sample(self, sampler: Any, index: int) -> int:
+        return sample(sampler, self._context, index)
+
+    def logprob(self, index: int, token: int, top: int) -> TokenLogprob:
+        # The model's own distribution (before temperature and truncation), as OpenAI reports.
+        logits = self._context.logits_at(index).astype(np.float64)
+        shifted = logits - logits.max()
+        logprobs = shifted - np.log(np.exp(shifted).sum())
+        best: tuple[tuple[int, float], ...] = ()
+        if top > 0:
+            chosen = np.argpartition(-logprobs, top)[:top]
+            chosen = chosen[np.argsort(-logprobs[chosen], kind="stable")]
+            best = tuple((int(t), float(logprobs[t])) for t in chosen)
+        return TokenLogprob(token, float(logprobs[token]), best)
+
+    def free_sampler(self, sampler: Any) -> None:
+        free_sampler(sampler)

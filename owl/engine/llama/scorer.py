@@ -1,0 +1,130 @@
+"""A GGUF read in chunks for its logits: perplexity and KL divergence (owl/evals), and the
+importance matrix (owl/quantize/calibrate.py), which watches the same decodes.
+
+Chunks are read as llama-perplexity and llama-imatrix read them: one sequence of up to
+`n_ctx` tokens per decode, the KV cache cleared first. llama-perplexity asks llama.cpp for the
+logits of the second half of each chunk only; doing the same gives its numbers (the output
+rows are the only difference in the graph) and skips half of the vocabulary projection,
+which is a fifth of a small model's work.
+
+Not thread-safe, and llama.cpp's OpenMP threads slow down threefold when decodes come from
+two threads of one process (see owl/engine/worker.py): decode from one thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from owl.engine.llama.batch import Batch
+from owl.engine.llama.context import Context, scoring_context
+from owl.engine.llama.model import load_model
+from owl.engine.llama.vocab import Vocab
+from owl.errors import EngineError, EvalError, OwlError
+
+
+class Scorer:
+    """A GGUF model in llama.cpp with a context of `n_ctx` tokens and one sequence.
+
+    `callback` (owl.engine.llama.context.eval_callback) sees every graph node of every
+    decode; `error` is what a failure to load or to make the context raises, and `hint`
+    what that message suggests.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        n_ctx: int,
+        threads: int,
+        name: str | None = None,
+        callback: Any = None,
+        error: type[OwlError] = EngineError,
+        hint: str = "try a smaller --ctx",
+    ) -> None:
+        self.name = name or path.name
+        self._model = load_model(path, name=self.name, error=error)
+        self._context: Context | None = None
+        self._batch: Batch | None = None
+        try:
+            self.vocab = Vocab(self._model.vocab)
+            self.n_vocab = self.vocab.n_tokens
+            if self.n_vocab <= 0:
+                raise error(f"{self.name} has no vocabulary, so it cannot score text")
+            self.n_ctx_train = int(self._model.n_ctx_train())
+            self._context = scoring_context(
+                self._model,
+                n_ctx=n_ctx,
+                threads=threads,
+                name=self.name,
+                callback=callback,
+                error=error,
+                hint=hint,
+            )
+            self.n_ctx = n_ctx
+            self._batch = Batch(n_ctx)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def bos(self) -> int | None:
+        """The BOS token, when the vocabulary asks for one at the start of a text."""
+        return self.vocab.bos
+
+    def tokenize(self, text: str) -> list[int]:
+        """`text`'s tokens as llama-perplexity makes them: BOS if asked, no special tokens."""
+        return self.vocab.plain_tokens(text, name=self.name)
+
+    def token_texts(self) -> list[bytes]:
+        """Every token's text as the vocabulary stores it (to compare two vocabularies)."""
+        return self.vocab.texts()
+
+    def evaluate(self, tokens: Sequence[int], *, first: int) -> int:
+        """Decode `tokens` as a fresh sequence from position 0, with logits for positions
+        first … end; llama_decode's status (0: done)."""
+        assert self._context is not None and self._batch is not None
+        self._context.clear()
+        self._batch.clear()
+        self._batch.add(0, tokens, logits_from=first)
+        return self._context.decode(self._batch)
+
+    def logits(self, tokens: Sequence[int], *, first: int, copy: bool = True) -> np.ndarray:
+        """float32 logits (len(tokens) - first, n_vocab) of positions first … end, one decode.
+
+        The KV cache is cleared first: each call is a fresh sequence from position 0. With
+        `copy=False` the array is llama.cpp's own buffer, valid until the next call.
+        EvalError when the tokens do not fit the context from `first`.
+        """
+        count = len(tokens)
+        if not 0 <= first < count <= self.n_ctx:
+            raise EvalError(
+                f"cannot score {count} tokens from {first} in a context of {self.n_ctx}"
+            )
+        code = self.evaluate(tokens, first=first)
+        if code != 0:
+            raise EngineError(f"llama.cpp failed to decode a chunk of {self.name} (code {code})")
+        assert self._context is not None
+        array = self._context.logits(count - first)
+        return array.copy() if copy else array
+
+    def close(self) -> None:
+        """Free the batch, the context and the model (safe to call twice)."""
+        if self._batch is not None:
+            self._batch.close()
+            self._batch = None
+        if self._context is not None:
+            self._context.close()
+            self._context = None
+        if self._model is not None:
+            self._model.close()
+            self._model = None
+
+    def __enter__(self) -> Scorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

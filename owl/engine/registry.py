@@ -1,0 +1,153 @@
+"""Which backend runs a model: entries by format and capability.
+
+llama.cpp runs GGUF models (generation, scoring, embeddings); transformers runs Hugging Face
+safetensors folders (families llama.cpp cannot run), imported only when used. A new
+modality is one more entry. `capabilities_of` tells what a stored model is made for
+without loading it (`owl show`, Ollama's /api/show).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from owl.engine.backend import Capability, Loaded
+from owl.errors import EngineError, NotEmbeddable, OwlError
+from owl.store import Manifest, Store
+
+GENERATION = frozenset({Capability.CHAT, Capability.COMPLETE, Capability.SCORE})
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """What a factory gets: the model's file (or folder) and how to load it."""
+
+    path: Path
+    name: str
+    n_ctx: int
+    threads: int | None
+    slots: int = 1
+    adapters: tuple[tuple[Path, float], ...] = ()  # (file, scale) of each LoRA adapter
+    defaults: dict[str, Any] = field(default_factory=dict)  # the manifest's sampling defaults
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A backend for one format: what it can do, how to load it, and what it needs.
+
+    `needs`: top-level modules beyond owl's own dependencies; when one is missing the load
+    fails with `extra` (formatted with `missing`), which says what to install.
+    """
+
+    format: str
+    capabilities: frozenset[Capability]
+    factory: Callable[[LoadRequest], Loaded]
+    needs: frozenset[str] = frozenset()
+    extra: str = ""
+
+    def load(self, request: LoadRequest) -> Loaded:
+        try:
+            return self.factory(request)
+        except ImportError as err:
+            missing = (err.name or "").split(".")[0]
+            if missing not in self.needs:
+                raise
+            raise EngineError(self.extra.format(missing=missing)) from err
+
+
+def _llama_generation(request: LoadRequest) -> Loaded:
+    from owl.engine.llama.backend import LlamaCppBackend
+    from owl.engine.model import Model
+
+    backend = LlamaCppBackend(
+        request.path,
+        n_ctx=request.n_ctx,
+        threads=request.threads,
+        slots=request.slots,
+        adapters=request.adapters,
+    )
+    return Model(backend, name=request.name, defaults=request.defaults)
+
+
+def _llama_embedding(request: LoadRequest) -> Loaded:
+    from owl.engine.llama.embedder import Embedder
+
+    return Embedder(request.path, n_ctx=request.n_ctx, threads=request.threads, name=request.name)
+
+
+def _transformers_generation(request: LoadRequest) -> Loaded:
+    from owl.engine.model import Model
+    from owl.engine.transformers.backend import TransformersBackend
+
+    backend = TransformersBackend(
+        request.path, n_ctx=request.n_ctx, threads=request.threads, name=request.name
+    )
+    return Model(backend, name=request.name, defaults=request.defaults)
+
+
+ENTRIES: tuple[Entry, ...] = (
+    Entry("gguf", GENERATION, _llama_generation),
+    Entry("gguf", frozenset({Capability.EMBED}), _llama_embedding),
+    Entry(
+        "safetensors",
+        frozenset({Capability.CHAT, Capability.COMPLETE}),
+        _transformers_generation,
+        needs=frozenset({"torch", "transformers", "safetensors", "tokenizers"}),
+        extra=(
+            "running a safetensors model needs {missing}, which is not installed: "
+            "`pip install 'owl[convert]'`, or `owl convert MODEL` to run it as a GGUF "
+            "with llama.cpp"
+        ),
+    ),
+)
+
+
+def formats() -> list[str]:
+    """The formats some backend runs, in registry order."""
+    return list(dict.fromkeys(entry.format for entry in ENTRIES))
+
+
+def select(manifest: Manifest, capability: Capability) -> Entry:
+    """The entry that runs `manifest`'s format for `capability`; an OwlError saying why not."""
+    for entry in ENTRIES:
+        if entry.format == manifest.format and capability in entry.capabilities:
+            return entry
+    raise _refusal(manifest, capability)
+
+
+def _refusal(manifest: Manifest, capability: Capability) -> OwlError:
+    name = manifest.display_name
+    if capability is Capability.EMBED:
+        return NotEmbeddable(
+            f"'{name}' is {manifest.format}; owl makes embeddings with llama.cpp from GGUF "
+            f"models: convert it first (`owl convert {name}`)"
+        )
+    if manifest.format not in formats():
+        return EngineError(
+            f"model '{name}' is {manifest.format}; owl runs {', '.join(formats())} models. "
+            "Convert it to GGUF first (`owl convert`)"
+        )
+    return EngineError(
+        f"model '{name}' is {manifest.format}, which owl cannot {capability} with; "
+        "convert it to GGUF first (`owl convert`)"
+    )
+
+
+def capabilities_of(manifest: Manifest, *, store: Store) -> frozenset[Capability]:
+    """What a stored model is made for, read from its files without loading it.
+
+    An embedding GGUF (an encoder, or one with a pooling type) embeds; any other model
+    generates with its format's backend. (A causal GGUF can still be loaded for EMBED:
+    it is mean-pooled, but it is not made for it.)
+    """
+    if manifest.format == "gguf":
+        from owl.engine.llama.pooling import is_embedding_model
+        from owl.formats import inspect
+
+        if is_embedding_model(inspect(store.weights_path(manifest)).metadata):
+            return frozenset({Capability.EMBED})
+    found = [entry.capabilities for entry in ENTRIES if entry.format == manifest.format]
+    generating = frozenset().union(*found) - {Capability.EMBED}
+    return frozenset(generating)

@@ -1,0 +1,1 @@
+"""The transformers backend: Hugging Face safetensors folders, one generation at a time."""

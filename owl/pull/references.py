@@ -1,0 +1,285 @@
+"""pull and resolve: from any reference (a name, file, folder, URL, Hub or package file) to a
+manifest in the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from owl.catalog import find as find_in_catalog
+from owl.config import Settings
+from owl.errors import LockMismatch, ModelFormatError, ModelNotFound, NameClash, SourceNotFound
+from owl.formats import detect, inspect
+from owl.formats.hf_folder import CONFIG
+from owl.pull.admission import Licensing, admit, discard
+from owl.pull.folder import pull_folder
+from owl.pull.sources import fetch
+from owl.store.aliases import aliases, find_alias
+from owl.store.blobs import Progress
+from owl.store.lock import LOCK_FILE
+from owl.store.manifest import FileEntry, Manifest, Source
+from owl.store.ref import (
+    DEFAULT_TAG,
+    ModelName,
+    ModelRef,
+    RefKind,
+    name_from_stem,
+    parse_name,
+    parse_ref,
+)
+from owl.store.store import Store
+
+
+def _same_source(manifest: Manifest, ref: ModelRef, uri: str) -> bool:
+    return manifest.source.kind is ref.kind and manifest.source.uri in (uri, ref.raw)
+
+
+def _source_uri(ref: ModelRef) -> str:
+    if ref.kind is RefKind.FILE and ref.path is not None:
+        return str(ref.path.expanduser().resolve())
+    return ref.raw
+
+
+def _local_folder(ref: ModelRef) -> Path | None:
+    """The model folder (with a config.json) a file reference names, resolved, else None."""
+    if ref.kind is not RefKind.FILE or ref.path is None:
+        return None
+    path = ref.path.expanduser()
+    return path.resolve() if (path / CONFIG).is_file() else None
+
+
+def pull(
+    ref: ModelRef | str,
+    *,
+    store: Store,
+    settings: Settings,
+    name: str | None = None,
+    license: str | None = None,
+    license_sources: dict[str, str] | None = None,
+    parameters: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+    expect_digest: str | None = None,
+    allow_private: bool = True,
+) -> Manifest:
+    """Bring a model into the store and return its manifest.
+
+    `ref` is a store name or built-in alias, a local file, a local Hugging Face model folder
+    (config.json, *.safetensors, tokenizer files: stored as one model of format
+    "safetensors", one blob per file), an http(s) URL, an `hf:` Hub file or a `package:`
+    file. The model is named `name`, else the file's stem (the folder's name). Pulling
+    a name already stored from a different source raises NameClash. `parameters` are the
+    model's default sampling parameters (a built-in alias brings its own). With
+    `expect_digest` (owl.lock's pin) other bytes are refused with LockMismatch.
+
+    The license is looked for in the file's metadata, the Hub model card, owl's catalog
+    and built-in names (`license_sources`), and `license` when the caller gives one; where
+    they disagree the stricter is kept and the disagreement logged.
+
+    Every file is scanned (owl.scan) and its verdict kept in the manifest; a file that is
+    malformed is refused with ModelFormatError and nothing is stored.
+
+    A stored model whose blobs are missing (`owl verify` moved corrupt ones aside) or of
+    the wrong size (truncated) is restored from its source and its files scanned afresh.
+    `allow_private=False` (a pull made for a server's client) refuses URLs and redirects to
+    loopback and private addresses with SourceNotAllowed; the CLI's pulls allow them.
+    """
+    ref = parse_ref(ref) if isinstance(ref, str) else ref
+    if ref.kind is RefKind.NAME:
+        assert ref.name is not None
+        existing = store.find(ref.name)
+        if existing is not None:
+            if not store.damaged(existing):
+                return existing
+            if existing.source.kind is RefKind.NAME:
+                raise ModelNotFound(derived_message(str(ref.name), existing.source.uri))
+            # A blob was lost or damaged: pull it again from where it came from.
+            return pull(
+                existing.source.uri,
+                store=store,
+                settings=settings,
+                name=str(ref.name),
+                license_sources=existing.license_sources,
+                parameters=existing.parameters,
+                progress=progress,
+                allow_private=allow_private,
+            )
+        alias = find_alias(ref.name)
+        if alias is not None:
+            return pull(
+                alias.source,
+                store=store,
+                settings=settings,
+                name=name or str(alias.name),
+                license=license,
+                license_sources={"alias": alias.license} if alias.license else None,
+                parameters=parameters or alias.parameters,
+                progress=progress,
+                allow_private=allow_private,
+            )
+        return _pull_from_catalog(
+            ref.name,
+            store=store,
+            settings=settings,
+            name=name,
+            progress=progress,
+            allow_private=allow_private,
+        )
+
+    folder = _local_folder(ref)
+    uri = _source_uri(ref)
+    if name:
+        target = parse_name(name)
+    elif folder is not None:
+        target = name_from_stem(folder.name, source=ref.raw)
+    else:
+        target = ref.default_name()
+    existing = store.find(target)
+    if existing is not None and not _same_source(existing, ref, uri):
+        raise NameClash(
+            f"a model named '{target}' already exists (from {existing.source.uri}); "
+            f"pull with --name OTHER, or `owl rm {target}` first"
+        )
+    if folder is not None:
+        if expect_digest is not None:
+            raise LockMismatch(
+                f"{LOCK_FILE} pins one file for '{target}', but {folder} is a model folder"
+            )
+        return pull_folder(
+            folder,
+            store=store,
+            target=target,
+            licensing=Licensing.given(license_sources, user=license),
+            parameters=parameters,
+            progress=progress,
+        )
+    if ref.kind is RefKind.FILE and ref.path is not None and ref.path.is_file():
+        # Refuse a non-model file before copying it.
+        if detect(ref.path) == "safetensors":
+            raise ModelFormatError(
+                f"{ref.path.name} is a lone safetensors file: it has no config or tokenizer. "
+                f"Pull the model folder that holds it (`owl pull {ref.path.parent}`)"
+            )
+
+    restoring = existing is not None and store.discard_damaged(existing)
+    fetched = fetch(
+        ref, blobs=store.blobs, settings=settings, progress=progress, allow_private=allow_private
+    )
+    if expect_digest is not None and fetched.digest != expect_digest:
+        discard(store, [fetched.digest])
+        raise LockMismatch(
+            f"{fetched.uri} now has {fetched.digest}, but {LOCK_FILE} pins {expect_digest}: "
+            f"the model changed at its source. Nothing was stored; check the new file, then "
+            f"`owl lock {target}` to accept it"
+        )
+    return admit(
+        [FileEntry(filename=fetched.filename, digest=fetched.digest, size=fetched.size)],
+        store=store,
+        target=target,
+        source=Source(kind=ref.kind, uri=fetched.uri, revision=fetched.revision),
+        added=[fetched.digest],
+        read=lambda stored: inspect(stored[fetched.filename]),
+        licensing=Licensing.given(license_sources, user=license),
+        card=fetched.card,
+        parameters=parameters,
+        rescan=restoring,
+    )
+
+
+def derived_message(name: str, parent: str) -> str:
+    # A model owl derived (quantized, converted) has no source to download it from.
+    return (
+        f"'{name}' was derived by owl from '{parent}' and its file is not in the store; "
+        f"derive it again from '{parent}' (e.g. `owl quantize {parent} --type …`): "
+        "owl's quantization is deterministic, so it gives the same bytes"
+    )
+
+
+def _pull_from_catalog(
+    wanted: ModelName,
+    *,
+    store: Store,
+    settings: Settings,
+    name: str | None,
+    progress: Progress | None,
+    allow_private: bool,
+) -> Manifest:
+    entry = find_in_catalog(wanted.name) if wanted.tag == DEFAULT_TAG else None
+    if entry is None:
+        known = ", ".join(str(alias_name) for alias_name in aliases())
+        raise ModelNotFound(
+            f"model '{wanted}' is not in the store, not a built-in name ({known}) and not in "
+            "owl's catalog (`owl catalog TEXT` searches it); pull a file, URL or Hub file: "
+            "owl pull ./model.gguf | https://host/model.gguf | hf:Org/Repo/file.gguf"
+        )
+    source = entry.pull_ref()
+    if source is None:
+        raise ModelNotFound(
+            f"'{entry.name}' ({entry.display_name}, {entry.modality} {entry.architecture}) is in "
+            "owl's catalog but has no GGUF file that owl can run yet; its weights are at "
+            + ", ".join(f"hf:{repo}" for repo in entry.repos)
+        )
+    return pull(
+        source,
+        store=store,
+        settings=settings,
+        name=name or entry.name,
+        license_sources={"catalog": entry.license_label},
+        progress=progress,
+        allow_private=allow_private,
+    )
+
+
+def register_embedded(store: Store, settings: Settings) -> list[Manifest]:
+    """Put every built-in model that ships inside an installed package into the store.
+
+    Runs once per OWL_HOME (a marker file remembers it), so `owl rm` of such a model sticks.
+    """
+    marker = store.home / ".embedded-registered"
+    done = set(marker.read_text().split()) if marker.exists() else set()
+    before = set(done)
+    registered = []
+    for alias in aliases().values():
+        if not alias.offline or str(alias.name) in done:
+            continue
+        if store.find(alias.name) is None:
+            try:
+                registered.append(pull(str(alias.name), store=store, settings=settings))
+            except SourceNotFound:
+                continue  # its package is not installed: nothing to register
+        done.add(str(alias.name))
+    if done != before:
+        marker.write_text("\n".join(sorted(done)) + "\n")
+    return registered
+
+
+def resolve(
+    ref: ModelRef | str, *, store: Store, settings: Settings, pull_missing: bool = False
+) -> Manifest:
+    """The manifest a reference names, for running or inspecting it.
+
+    A store name is looked up (a built-in model inside an installed package is registered
+    on first use, with no network). Any other reference is matched against the sources of
+    stored models. With `pull_missing`, what is absent is pulled (catalog names too).
+    """
+    ref = parse_ref(ref) if isinstance(ref, str) else ref
+    if ref.kind is RefKind.NAME:
+        assert ref.name is not None
+        manifest = store.find(ref.name)
+        if manifest is not None:
+            return manifest
+        alias = find_alias(ref.name)
+        if pull_missing or (alias is not None and alias.offline):
+            return pull(ref, store=store, settings=settings)  # an alias or a catalog name
+        raise ModelNotFound(store.not_found_message(ref.name))
+    uri = _source_uri(ref)
+    for manifest in store.list():
+        if _same_source(manifest, ref, uri):
+            return manifest
+    if pull_missing:
+        return pull(ref, store=store, settings=settings)
+    raise ModelNotFound(f"{ref.raw} is not in the store; run `owl pull {ref.raw}` first")
+
+
+def open_store(settings: Settings) -> Store:
+    """The store under settings.home."""
+    return Store(settings.home)
