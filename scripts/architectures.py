@@ -75,7 +75,7 @@ through (tests/support/coverage.py):
   agreement at ≥ {f16_top1:.0%} of positions and max |Δlogit| ≤ {f16_max} for f16,
   ≥ {q8_top1:.0%} and ≤ {q8_max} for Q8_0 (random tiny models have flat distributions, so
   the logits themselves are compared, not only the argmax);
-- **transformers**: `owl.engine.load` of the pulled model (owl/engine/transformers/backend.py, the
+- **transformers**: `owl.engine.load` of the pulled model (owl/engine/transformers/, the
   backend of `owl run` for safetensors models) generates greedily: its next token after every
   prefix of the input must be transformers' argmax there (16 of 16), and its {new} tokens after
   the whole input (through its KV cache) those of transformers' `generate()`.
@@ -164,7 +164,7 @@ same text).
   {llama_cpp}.
   gpt_neox (Pythia, RedPajama) converts because owl gives llama.cpp 0.3.36's converter the
   `rotary_pct` key that transformers 5 renamed (docs/convert.md).
-- **transformers backend only** (`owl pull ./folder` → `owl run`, owl/engine/transformers/backend.py):
+- **transformers backend only** (`owl pull ./folder` → `owl run`, owl/engine/transformers/):
   {hf_only}, which llama.cpp has no architecture for.
 - The transformers backend runs {hf_all} with transformers' own greedy tokens: a family that
   llama.cpp runs can also be served as it was published, unconverted.

@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from tests.server.conftest import Server
-from tests.server.openai.test_routes import MODEL, chat, complete, make_client, sse_events
+from tests.support.openai_client import MODEL, chat, complete, make_client, sse_events
 
 pytestmark = pytest.mark.slow
 
