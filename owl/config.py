@@ -32,6 +32,8 @@ _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 6
 FOREVER_AFTER_S = 100 * 365.25 * 24 * 3600
 _FOREVER_WORDS = {"forever", "inf", "+inf", "infinite", "infinity", "+infinity"}
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+# What an OWL_ALLOWED_SOURCES pattern may start with: the reference kinds owl pulls from.
+SOURCE_PATTERN_PREFIXES = ("hf:", "https://", "http://", "package:", "file:")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
 
 
@@ -162,22 +164,36 @@ class Settings(BaseSettings):
     )
     allowed_sources: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="What server-side pulls may fetch beyond public addresses: 'private' "
-        "lets a request name loopback and private-network hosts (a mirror on the LAN).",
+        description="Where pulls may fetch from: patterns such as hf:MyOrg/*, "
+        "https://models.example/*, package:*, file:* (any given: a source that matches none "
+        "is refused), and 'private', which lets a server-side pull name loopback and "
+        "private-network hosts (a mirror on the LAN).",
+    )
+    advisories: Path | None = Field(
+        default=None,
+        description="An advisory file (TOML, as owl's own) whose entries are added to owl's.",
     )
 
     @field_validator("allowed_sources")
     @classmethod
     def _known_sources(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - {"private"})
-        if unknown:
-            raise ValueError(f"unknown source kind {unknown[0]!r}; the one kind is 'private'")
+        for entry in value:
+            if entry != "private" and not entry.lower().startswith(SOURCE_PATTERN_PREFIXES):
+                raise ValueError(
+                    f"unknown source {entry!r}; write 'private' or patterns that start with "
+                    "hf:, https://, http://, package: or file: (e.g. hf:MyOrg/*,package:*)"
+                )
         return value
 
     @property
     def allows_private_sources(self) -> bool:
         """Whether a request may make the server fetch from loopback or private addresses."""
         return "private" in self.allowed_sources
+
+    @property
+    def source_patterns(self) -> list[str]:
+        """The allowlist of pull sources (empty: every source is allowed)."""
+        return [entry for entry in self.allowed_sources if entry != "private"]
 
     @property
     def tools_dir(self) -> Path:
@@ -221,6 +237,21 @@ def load_settings(**overrides: object) -> Settings:
         raise settings_error(err, flags=given.keys()) from None
 
 
+class _AdvisorySetting(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OWL_", extra="ignore")
+
+    advisories: Path | None = Settings.model_fields["advisories"]
+
+
+def advisory_file() -> Path | None:
+    """OWL_ADVISORIES alone: the load gate reads it where no Settings were handed in, and an
+    unrelated setting that does not validate must not stop a load there."""
+    try:
+        return _AdvisorySetting().advisories
+    except ValidationError as err:
+        raise settings_error(err) from None
+
+
 def settings_error(err: ValidationError, *, flags: Iterable[str] = ()) -> ConfigError:
     """The first problem of a Settings ValidationError as one line a person can act on.
 
@@ -239,12 +270,15 @@ def settings_error(err: ValidationError, *, flags: Iterable[str] = ()) -> Config
     if field in flags:
         return ConfigError(f"invalid --{field.replace('_', '-')} {problem['input']}: {message}")
     variable = field if field.isupper() else f"OWL_{field.upper()}"  # an alias is already one
+    given = problem["input"]
+    if isinstance(given, list):  # a comma-separated setting, already split: show it as written
+        given = ",".join(str(part) for part in given)
     default = info.get_default(call_default_factory=False) if info else None
     usual = (
         f" ({default})" if default not in (None, "") and info and not info.default_factory else ""
     )
     return ConfigError(
-        f"invalid {variable}={problem['input']!r}: {message}; "
+        f"invalid {variable}={given!r}: {message}; "
         f"fix {variable}, or unset it for the default{usual}"
     )
 

@@ -101,3 +101,29 @@ def test_load_settings_names_the_variable_and_its_default(
     monkeypatch.setenv("OWL_KEEP_ALIVE", "nan")
     with pytest.raises(ConfigError, match=r"^invalid OWL_KEEP_ALIVE='nan': 'nan' is NaN"):
         load_settings()
+
+
+def test_allowed_sources_take_patterns_beside_private(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "OWL_ALLOWED_SOURCES", "hf:MyOrg/*, https://models.example/*,package:*,file:*,private"
+    )
+    settings = load_settings()
+    assert settings.allows_private_sources
+    assert settings.source_patterns == [
+        "hf:MyOrg/*",
+        "https://models.example/*",
+        "package:*",
+        "file:*",
+    ]
+
+
+@pytest.mark.parametrize("value", ["public", "MyOrg/*", "ftp://mirror/*"])
+def test_an_allowed_source_of_no_known_kind_names_the_setting(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("OWL_ALLOWED_SOURCES", f"package:*,{value}")
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    message = str(refused.value)
+    assert message.startswith("invalid OWL_ALLOWED_SOURCES=")
+    assert f"unknown source {value!r}" in message and "hf:MyOrg/*" in message

@@ -40,12 +40,19 @@ def load(
     its recorded base is loaded with it, the adapter first (scale 1.0 unless `scales` has
     one more entry than `adapters`).
     """
+    from owl.scan.advisories import advisories_for
     from owl.scan.policy import require_loadable
 
     if capability is Capability.EMBED:
         if adapters:
             raise AdapterMismatch("LoRA adapters apply to generation, not to embeddings")
-        manifest = require_loadable(manifest, store=store, allow_unsafe=allow_unsafe, by=by)
+        manifest = require_loadable(
+            manifest,
+            store=store,
+            allow_unsafe=allow_unsafe,
+            by=by,
+            advisories=advisories_for(settings),  # the settings handed in, not the environment
+        )
         request = LoadRequest(
             store.weights_path(manifest),
             name=manifest.display_name,
@@ -79,6 +86,7 @@ def _load_generating(
     scales: Sequence[float] | None,
 ) -> Loaded:
     from owl.engine.adapters import base_of, check_fits, combination_name, is_adapter
+    from owl.scan.advisories import advisories_for
     from owl.scan.policy import require_loadable
 
     adapters = list(adapters)
@@ -94,13 +102,13 @@ def _load_generating(
             f"{len(scales)} adapter scale(s) for {len(adapters)} adapter(s): give one scale "
             "per adapter"
         )
-    manifest = require_loadable(manifest, store=store, allow_unsafe=allow_unsafe, by=by)
+    # The advisories of the settings handed in (a server's), not of the environment.
+    advised = advisories_for(settings)
+    gate = {"store": store, "allow_unsafe": allow_unsafe, "by": by, "advisories": advised}
+    manifest = require_loadable(manifest, **gate)
     for adapter in adapters:
         check_fits(adapter, manifest, store=store)
-    adapters = [
-        require_loadable(adapter, store=store, allow_unsafe=allow_unsafe, by=by)
-        for adapter in adapters
-    ]
+    adapters = [require_loadable(adapter, **gate) for adapter in adapters]
     entry = select(manifest, capability)
     path = store.model_dir(manifest) if manifest.is_folder else store.weights_path(manifest)
     request = LoadRequest(

@@ -18,17 +18,25 @@ from contextvars import ContextVar
 from typing import Any
 
 from jinja2.exceptions import SecurityError
+from jinja2.sandbox import MAX_RANGE
 from jinja2.utils import Namespace
 
 # No value a template makes may be longer: above any prompt a context window holds
 # (a million tokens is about 4 MiB of text), far below what hurts memory.
 MAX_VALUE_CHARS = 8 * 1024 * 1024
+# The longest range() a template may loop over, jinja2's own sandbox limit.
+MAX_LOOP_ITEMS = MAX_RANGE
 # Chat templates count messages and indent JSON; no real one needs a number this large.
 MAX_INT_BITS = 4096
 
 
 class ValueTooLarge(SecurityError):
-    """A single template operation that would make a value longer than MAX_VALUE_CHARS."""
+    """A template operation past a limit: a value longer than MAX_VALUE_CHARS, a render's
+    budget spent, a loop too long. `limit` names which, for a person to read."""
+
+    def __init__(self, message: str, *, limit: str = "value size") -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 # What a render may still make, [left, all], while render_bounded runs.
@@ -43,8 +51,23 @@ def charge(size: int) -> None:
         budget[0] -= size
         if budget[0] < 0:
             raise ValueTooLarge(
-                f"the template made more than {budget[1]:,} characters and items in all"
+                f"the template made more than {budget[1]:,} characters and items in all",
+                limit="allocation budget",
             )
+
+
+def bounded_range(*args: int) -> range:
+    """range() for templates: at most MAX_LOOP_ITEMS items (jinja2's sandbox limit)."""
+    items = range(*args)
+    try:
+        length = len(items)
+    except OverflowError:  # more items than an index holds
+        length = MAX_LOOP_ITEMS + 1
+    if length > MAX_LOOP_ITEMS:
+        raise ValueTooLarge(
+            f"range() of more than {MAX_LOOP_ITEMS:,} items", limit=f"{MAX_LOOP_ITEMS:,}-step loop"
+        )
+    return items
 
 
 def require(size: int, what: str) -> None:
@@ -169,14 +192,18 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
     if operator == "*":
         if isinstance(left, int) and isinstance(right, int):
             if left.bit_length() + right.bit_length() > MAX_INT_BITS:
-                raise ValueTooLarge(f"multiplying makes a number over {MAX_INT_BITS} bits")
+                raise ValueTooLarge(
+                    f"multiplying makes a number over {MAX_INT_BITS} bits", limit="number size"
+                )
         for seq, count in ((left, right), (right, left)):
             if isinstance(seq, sequences) and isinstance(count, int):
                 require(len(seq) * max(count, 0), f"repeating a {type(seq).__name__}")
     elif operator == "**":
         if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
             if left.bit_length() * right > MAX_INT_BITS:
-                raise ValueTooLarge(f"'**' makes a number over {MAX_INT_BITS} bits")
+                raise ValueTooLarge(
+                    f"'**' makes a number over {MAX_INT_BITS} bits", limit="number size"
+                )
     elif operator == "+":
         if isinstance(left, sequences) and isinstance(right, sequences):
             require(len(left) + len(right), f"adding two {type(left).__name__}s")

@@ -19,7 +19,8 @@ bound what a template costs. This environment adds two things:
 What cannot be bounded in process: one C-level call whose cost is exponential in a
 structure of shared references (hashing or comparing deeply shared tuples), and
 allocations the charges undercount (each item of a list is charged as one character).
-Only a separate process under OS limits bounds those.
+Only a separate process under OS limits bounds those: the scan's trial render runs in
+one (owl.scan.template_trial).
 
 The guards, their estimates and the budget are in jinja_limits; this module wires them
 into the environment and runs the bounded render.
@@ -49,6 +50,7 @@ from owl.formats.jinja_limits import (
     MAX_VALUE_CHARS,
     SIZED,
     ValueTooLarge,
+    bounded_range,
     charge,
     check_binop,
     check_format,
@@ -71,7 +73,11 @@ __all__ = [
 
 
 class RenderLimitExceeded(TemplateError):
-    """A template that ran past its time, output or value-size limit."""
+    """A template that ran past a limit; `limit` names which ("time", "output", …)."""
+
+    def __init__(self, message: str, *, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 # Methods of text, lists and dicts that look into them without copying them.
@@ -205,7 +211,9 @@ def sandboxed_environment() -> ImmutableSandboxedEnvironment:
     env.filters["tojson"] = _tojson
     for name, func in list(env.filters.items()):
         env.filters[name] = guard_filter(name, func)
-    env.globals.update(raise_exception=_raise_exception, strftime_now=_strftime_now)
+    env.globals.update(
+        raise_exception=_raise_exception, strftime_now=_strftime_now, range=bounded_range
+    )
     return env
 
 
@@ -251,21 +259,30 @@ def render_bounded(
             written += len(piece)
             if written > max_chars:
                 raise RenderLimitExceeded(
-                    f"the model's chat template wrote more than {max_chars:,} characters"
+                    f"the model's chat template wrote more than {max_chars:,} characters",
+                    limit="output",
                 )
             pieces.append(piece)
     except _DeadlinePassed:
         pass  # reported below, with the case where something swallowed it
     except ValueTooLarge as err:
-        raise RenderLimitExceeded(f"the model's chat template was stopped: {err}") from err
+        raise RenderLimitExceeded(
+            f"the model's chat template was stopped: {err}", limit=err.limit
+        ) from err
     except RecursionError:
-        raise RenderLimitExceeded("the model's chat template nests calls too deeply") from None
+        raise RenderLimitExceeded(
+            "the model's chat template nests calls too deeply", limit="recursion"
+        ) from None
     except MemoryError:
-        raise RenderLimitExceeded("the model's chat template ran out of memory") from None
+        raise RenderLimitExceeded(
+            "the model's chat template ran out of memory", limit="memory"
+        ) from None
     finally:
         sys.settrace(previous)
         stream.close()
         render_budget.reset(charges)
     if clock() > deadline:
-        raise RenderLimitExceeded(f"the model's chat template ran longer than {seconds:g} s")
+        raise RenderLimitExceeded(
+            f"the model's chat template ran longer than {seconds:g} s", limit="time"
+        )
     return "".join(pieces)

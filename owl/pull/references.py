@@ -8,10 +8,18 @@ from typing import Any
 
 from owl.catalog import find as find_in_catalog
 from owl.config import Settings
-from owl.errors import LockMismatch, ModelFormatError, ModelNotFound, NameClash, SourceNotFound
+from owl.errors import (
+    LockMismatch,
+    ModelFormatError,
+    ModelNotFound,
+    NameClash,
+    SourceNotAllowed,
+    SourceNotFound,
+)
 from owl.formats import detect, inspect
 from owl.formats.hf_folder import CONFIG
 from owl.pull.admission import Licensing, admit, discard
+from owl.pull.allowlist import check_source
 from owl.pull.folder import pull_folder
 from owl.pull.sources import fetch
 from owl.store.aliases import aliases, find_alias
@@ -82,6 +90,8 @@ def pull(
     the wrong size (truncated) is restored from its source and its files scanned afresh.
     `allow_private=False` (a pull made for a server's client) refuses URLs and redirects to
     loopback and private addresses with SourceNotAllowed; the CLI's pulls allow them.
+    When OWL_ALLOWED_SOURCES has patterns, a source that matches none is refused with
+    SourceNotAllowed before anything is fetched (owl.pull.allowlist).
     """
     ref = parse_ref(ref) if isinstance(ref, str) else ref
     if ref.kind is RefKind.NAME:
@@ -93,6 +103,7 @@ def pull(
             if existing.source.kind is RefKind.NAME:
                 raise ModelNotFound(derived_message(str(ref.name), existing.source.uri))
             # A blob was lost or damaged: pull it again from where it came from.
+            check_source(parse_ref(existing.source.uri), settings=settings, via=str(ref.name))
             return pull(
                 existing.source.uri,
                 store=store,
@@ -105,6 +116,7 @@ def pull(
             )
         alias = find_alias(ref.name)
         if alias is not None:
+            check_source(alias.source, settings=settings, via=str(ref.name))
             return pull(
                 alias.source,
                 store=store,
@@ -125,6 +137,7 @@ def pull(
             allow_private=allow_private,
         )
 
+    check_source(ref, settings=settings)  # OWL_ALLOWED_SOURCES: before anything is fetched
     folder = _local_folder(ref)
     uri = _source_uri(ref)
     if name:
@@ -212,6 +225,8 @@ def _pull_from_catalog(
             "owl pull ./model.gguf | https://host/model.gguf | hf:Org/Repo/file.gguf"
         )
     source = entry.pull_ref()
+    if source is not None:
+        check_source(parse_ref(source), settings=settings, via=str(wanted))
     if source is None:
         raise ModelNotFound(
             f"'{entry.name}' ({entry.display_name}, {entry.modality} {entry.architecture}) is in "
@@ -244,8 +259,10 @@ def register_embedded(store: Store, settings: Settings) -> list[Manifest]:
         if store.find(alias.name) is None:
             try:
                 registered.append(pull(str(alias.name), store=store, settings=settings))
-            except SourceNotFound:
-                continue  # its package is not installed: nothing to register
+            except (SourceNotFound, SourceNotAllowed):
+                # Its package is not installed, or OWL_ALLOWED_SOURCES leaves it out: nothing
+                # to register, and not marked done, so a later setting that allows it does.
+                continue
         done.add(str(alias.name))
     if done != before:
         marker.write_text("\n".join(sorted(done)) + "\n")

@@ -45,6 +45,7 @@ _CHECKERS = {
     Kind.PICKLE: ("owl.scan.pickles", "scan_pickle"),
     Kind.SENTENCEPIECE: ("owl.scan.sentencepiece", "scan_sentencepiece"),
     Kind.TOKENIZER_CONFIG: ("owl.scan.templates", "scan_tokenizer_config"),
+    Kind.TEMPLATE_CONFIG: ("owl.scan.templates", "scan_template_config"),
     Kind.JINJA: ("owl.scan.templates", "scan_jinja_file"),
 }
 

@@ -1,8 +1,10 @@
 """Which checker a file needs, from its first bytes: content decides, never the name.
 
-A pickle named model.safetensors is still a pickle. Names only matter for text formats
-that have no magic bytes (tokenizer_config.json, chat_template.jinja) and to notice a file
-that is named like a checkpoint but holds nothing owl recognises. Protobuf has no magic
+A pickle named model.safetensors is still a pickle. A JSON or YAML file with a top-level
+chat_template is a template file whatever its name (template_config.py). Names only matter
+for text with no structure to recognise (a .jinja template), for tokenizer_config.json
+(checked even without a template) and to notice a file that is named like a checkpoint but
+holds nothing owl recognises. Protobuf has no magic
 either: a SentencePiece model is recognised by reading its fields to the end of the file.
 """
 
@@ -32,6 +34,7 @@ class Kind(StrEnum):
     PICKLE = "pickle"
     SENTENCEPIECE = "sentencepiece"  # tokenizer.model: a protobuf ModelProto
     TOKENIZER_CONFIG = "tokenizer-config"
+    TEMPLATE_CONFIG = "template-config"  # JSON or YAML with a chat_template, any name
     JINJA = "jinja"
     UNKNOWN = "unknown"
 
@@ -75,6 +78,10 @@ def sniff(path: Path, *, name: str | None = None) -> Kind:
         return Kind.TOKENIZER_CONFIG
     if name.endswith(".jinja") or name.endswith(".jinja2"):
         return Kind.JINJA
+    from owl.scan.template_config import carries_template
+
+    if carries_template(path, head):
+        return Kind.TEMPLATE_CONFIG
     return Kind.UNKNOWN
 
 

@@ -2,15 +2,19 @@
 
 Verdicts come from the manifest (made at pull time). A manifest from before scanning
 existed, or one judged by other rules, is scanned here first. `allow_unsafe` lets an
-expert load it anyway; each such load is written into the manifest.
+expert load it anyway; each such load is written into the manifest. A model an advisory
+marks malicious (advisories.py) is refused before that, and --allow-unsafe does not let it
+through: an advisory is a report of harm, not a scanner's suspicion.
 """
 
 from __future__ import annotations
 
 import logging
 
+from owl.config import advisory_file
 from owl.errors import UnsafeModel, UnverifiedModel
 from owl.scan import FileReport, scan_file, scanner_version
+from owl.scan.advisories import Advisories, describe, load_advisories, model_advisories
 from owl.scan.records import display_name, record_of, scan_entries
 from owl.store.manifest import Manifest, ScanRecord, UnsafeOverride
 from owl.store.store import Store
@@ -95,14 +99,38 @@ def first_reason(manifest: Manifest) -> str:
     return "its files were not scanned"
 
 
+def refuse_advised(manifest: Manifest, *, advisories: Advisories) -> None:
+    """Raise UnsafeModel, naming the advisory, when one marks the model malicious."""
+    hits = model_advisories(manifest, advisories)
+    if not hits:
+        return
+    name = manifest.display_name
+    more = f" (and {len(hits) - 1} more advisories)" if len(hits) > 1 else ""
+    raise UnsafeModel(
+        f"model '{name}' is marked malicious by advisory {describe(hits[0])}{more}; owl will "
+        f"not load it, not even with --allow-unsafe. Remove it with `owl rm {name}`; "
+        "`owl doctor` lists every stored model an advisory names"
+    )
+
+
 def require_loadable(
-    manifest: Manifest, *, store: Store, allow_unsafe: bool = False, by: str = "owl"
+    manifest: Manifest,
+    *,
+    store: Store,
+    allow_unsafe: bool = False,
+    by: str = "owl",
+    advisories: Advisories | None = None,
 ) -> Manifest:
     """Raise UnsafeModel/UnverifiedModel unless the model's verdict is clean.
 
-    With `allow_unsafe` the model passes with a warning, and the manifest records who
-    let it through (`by`, e.g. "owl run --allow-unsafe").
+    A model an advisory marks malicious is refused first, whatever `allow_unsafe` says;
+    `advisories` defaults to owl's own and OWL_ADVISORIES' (ConfigError if that file is
+    broken). With `allow_unsafe` an unsafe or unverified model passes with a warning, and
+    the manifest records who let it through (`by`, e.g. "owl run --allow-unsafe").
     """
+    if advisories is None:
+        advisories = load_advisories(advisory_file())
+    refuse_advised(manifest, advisories=advisories)
     manifest = ensure_scanned(manifest, store=store)
     verdict = verdict_of(manifest)
     if _ORDER.get(verdict, 1) == 0:

@@ -1,4 +1,4 @@
-"""Chat templates (GGUF `tokenizer.chat_template`, tokenizer_config.json, .jinja files).
+"""Chat templates (GGUF `tokenizer.chat_template`, JSON and YAML configs, .jinja files).
 
 A chat template is a program the engine runs on every request; CVE-2024-34359 was one
 that read `cycler.__init__.__globals__.os` and ran a shell. owl renders templates only in
@@ -8,8 +8,10 @@ its sandbox (owl.formats.jinja_sandbox), so this checker reports intent and cost
   private or internal attribute access, attribute names built at run time, exploit gadgets
   and imports of other templates, none of which a real chat template uses;
 - dynamic: unless the template is already known hostile, it is rendered in the same
-  sandbox as the engine's on a few sample conversations, under tight time and output
-  limits, which shows loops and blow-ups no reading of the code would.
+  sandbox as the engine's on a few sample conversations, under tight time, output and
+  loop limits, in a child process under OS CPU and memory limits (template_trial.py),
+  which shows loops and blow-ups no reading of the code would. A template that cannot be
+  rendered within the limits is high: other runtimes have none and hang on it.
 
 A template that does not compile is unverified: owl could not tell what it does (and the
 engine refuses it). Templates larger than MAX_TEMPLATE_CHARS are not analysed, also
@@ -18,99 +20,98 @@ unverified.
 
 from __future__ import annotations
 
-import copy
-import json
-import re
 from pathlib import Path
 from typing import Any
 
-from jinja2.exceptions import SecurityError, TemplateSyntaxError
+from jinja2.exceptions import TemplateSyntaxError
 
-from owl.formats.jinja_sandbox import RenderLimitExceeded, render_bounded, sandboxed_environment
+from owl.formats.jinja_sandbox import sandboxed_environment
 from owl.scan.findings import Finding, Severity, Unverified
 from owl.scan.template_checks import StaticChecks
-from owl.scan.template_rules import attribute_severity, rules
+from owl.scan.template_config import read_config, templates_in
+from owl.scan.template_rules import rules
+from owl.scan.template_trial import TRIAL_MAX_CHARS, TRIAL_SECONDS, trial_render_all
+
+__all__ = [
+    "TRIAL_MAX_CHARS",
+    "TRIAL_SECONDS",
+    "check_template",
+    "check_templates",
+    "rules",
+    "scan_jinja_file",
+    "scan_template_config",
+    "scan_tokenizer_config",
+]
 
 # Real templates are a few KiB (the largest, with tool-calling prose, tens of KiB).
 LARGE_TEMPLATE_CHARS = 64 * 1024
 MAX_TEMPLATE_CHARS = 1024 * 1024
-# A tokenizer_config.json can hold a large added vocabulary; past this it is not read.
-MAX_CONFIG_BYTES = 50 * 1024 * 1024
-# A sample conversation renders in milliseconds; these only stop a hostile template.
-TRIAL_SECONDS = 1.0
-TRIAL_MAX_CHARS = 1_000_000
-
-_REFUSED_ATTRIBUTE = re.compile(r"access to attribute '(.*?)' of")
-
-
-def _sandbox_finding(err: SecurityError, *, file: str, where: str) -> Finding | None:
-    """A finding for what the sandbox refused; None when it was a list or dict method
-    (append, update, …): templates written for engines that allow those are broken here,
-    not hostile."""
-    refused = _REFUSED_ATTRIBUTE.search(str(err))
-    if refused and attribute_severity(refused.group(1)) is None:
-        return None
-    reason = f"tried an operation the sandbox refuses while rendering: {err}"
-    return _finding(Severity.CRITICAL, "template.sandbox", file, where, reason)
-
-
-def _trial_render(template: Any, *, file: str, location: str) -> list[Finding]:
-    """Render the sample conversations; findings for limits hit or sandbox refusals."""
-    rendered = 0
-    for conversation in rules().conversations:
-        context = copy.deepcopy({k: v for k, v in conversation.items() if k != "name"})
-        context.update(bos_token="<s>", eos_token="</s>")
-        where = f"{location}, rendering {conversation['name']!r}"
-        try:
-            render_bounded(template, context, seconds=TRIAL_SECONDS, max_chars=TRIAL_MAX_CHARS)
-        except RenderLimitExceeded as err:
-            reason = f"{err} on a short sample conversation: a resource bomb"
-            return [_finding(Severity.HIGH, "template.resource", file, where, reason)]
-        except SecurityError as err:
-            finding = _sandbox_finding(err, file=file, where=where)
-            if finding:
-                return [finding]
-        except Exception:
-            pass  # a refusal (raise_exception) or a conversation shape it does not handle
-        else:
-            rendered += 1
-    if rendered:
-        return []
-    reason = "renders none of owl's sample conversations; the model may not chat as expected"
-    return [_finding(Severity.LOW, "template.render", file, location, reason)]
 
 
 def _finding(severity: Severity, check: str, file: str, location: str, reason: str) -> Finding:
     return Finding(severity=severity, check=check, file=file, location=location, reason=reason)
 
 
-def check_template(source: str, *, file: str, location: str) -> list[Finding]:
-    """Check one chat template's text; `location` says where it is in `file`
-    (e.g. "metadata key 'tokenizer.chat_template'"). Raises Unverified when the template
-    does not compile or is too large to analyse."""
+def _static(source: Any, *, file: str, location: str, before: list[Finding]) -> list[Finding]:
+    """The static findings of one template; Unverified (carrying `before` and what this one
+    found) when it is not text, too large, or does not compile."""
+    if not isinstance(source, str):
+        raise Unverified(
+            "a chat template entry has no template text", location=location, findings=before
+        )
     if len(source) > MAX_TEMPLATE_CHARS:
         raise Unverified(
             f"the chat template is {len(source):,} characters, too large to analyse",
             location=location,
+            findings=before,
         )
     env = sandboxed_environment()
     try:
         tree = env.parse(source)
     except Exception as err:  # syntax errors, nesting past the parser's recursion
-        raise Unverified(_not_compiled(err), location=_at_line(location, err)) from None
+        raise Unverified(
+            _not_compiled(err), location=_at_line(location, err), findings=before
+        ) from None
     findings = StaticChecks(file=file, location=location).run(tree)
     if len(source) > LARGE_TEMPLATE_CHARS:
         reason = f"the chat template is {len(source):,} characters, far beyond real ones"
         findings.append(_finding(Severity.LOW, "template.size", file, location, reason))
     try:
-        template = env.from_string(tree)
+        env.from_string(tree)
     except Exception as err:  # unknown filters or tests, Python's own compile limits
         raise Unverified(
-            _not_compiled(err), location=_at_line(location, err), findings=findings
+            _not_compiled(err), location=_at_line(location, err), findings=[*before, *findings]
         ) from err
-    if any(finding.severity is Severity.CRITICAL for finding in findings):
-        return findings  # known hostile: nothing to learn from running it
-    return findings + _trial_render(template, file=file, location=location)
+    return findings
+
+
+def check_templates(templates: list[tuple[str, Any]], *, file: str) -> list[Finding]:
+    """Check the (location, text) chat templates of one file, rendering them in one child
+    process. Raises Unverified, with the findings made so far, when one is not text, does
+    not compile or is too large to analyse."""
+    findings: list[Finding] = []
+    to_render: list[tuple[str, str]] = []
+    for location, source in templates:
+        found = _static(source, file=file, location=location, before=findings)
+        findings += found
+        if not any(finding.severity is Severity.CRITICAL for finding in found):
+            to_render.append((location, source))  # known hostile: nothing to learn from running it
+    if to_render:
+        try:
+            rendered = trial_render_all(to_render, file=file)
+        except Unverified as err:
+            raise Unverified(
+                err.reason, location=err.location, findings=[*findings, *err.findings]
+            ) from err
+        findings += [finding for found in rendered for finding in found]
+    return findings
+
+
+def check_template(source: str, *, file: str, location: str) -> list[Finding]:
+    """Check one chat template's text; `location` says where it is in `file`
+    (e.g. "metadata key 'tokenizer.chat_template'"). Raises Unverified when the template
+    does not compile or is too large to analyse."""
+    return check_templates([(location, source)], file=file)
 
 
 def _not_compiled(err: Exception) -> str:
@@ -127,57 +128,31 @@ def _at_line(location: str, err: Exception) -> str:
     return f"{location}, line {line}" if line else location
 
 
-def _read(path: Path, limit: int) -> bytes:
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(limit + 1)
-    except OSError as err:
-        raise Unverified(f"cannot read the file: {err.strerror or err}") from err
-    if len(data) > limit:
-        raise Unverified(f"the file is larger than {limit:,} bytes; owl does not analyse it")
-    return data
-
-
 def scan_jinja_file(path: Path, *, file: str) -> list[Finding]:
     """Check a standalone chat template file (chat_template.jinja in newer HF repos)."""
     try:
-        source = _read(path, MAX_TEMPLATE_CHARS).decode("utf-8")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_TEMPLATE_CHARS + 1)
+    except OSError as err:
+        raise Unverified(f"cannot read the file: {err.strerror or err}") from err
+    if len(data) > MAX_TEMPLATE_CHARS:
+        raise Unverified(
+            f"the file is larger than {MAX_TEMPLATE_CHARS:,} bytes; owl does not analyse it"
+        )
+    try:
+        source = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise Unverified(f"the template is not UTF-8 text (byte {err.start})") from err
     return check_template(source, file=file, location="chat template")
 
 
 def scan_tokenizer_config(path: Path, *, file: str) -> list[Finding]:
-    """Check the chat templates in a tokenizer_config.json (or chat_template.json): one
-    string, or a list of {"name", "template"} entries."""
-    try:
-        config = json.loads(_read(path, MAX_CONFIG_BYTES))
-    except (ValueError, RecursionError) as err:  # bad JSON or UTF-8; nesting past limits
-        raise Unverified(f"not valid JSON: {err}") from err
-    if not isinstance(config, dict):
-        raise Unverified("not a tokenizer configuration (the JSON is not an object)")
-    templates = config.get("chat_template")
-    if templates is None:
-        return []
-    if isinstance(templates, str):
-        return check_template(templates, file=file, location="chat_template")
-    if isinstance(templates, dict):  # name → template, as transformers holds them
-        templates = [{"name": k, "template": v} for k, v in templates.items()]
-    if not isinstance(templates, list):
-        raise Unverified("chat_template is neither text nor a list", location="chat_template")
-    findings: list[Finding] = []
-    for index, entry in enumerate(templates):
-        name = entry.get("name") if isinstance(entry, dict) else None
-        source = entry.get("template") if isinstance(entry, dict) else None
-        location = f"chat_template[{name if isinstance(name, str) else index}]"
-        if not isinstance(source, str):
-            raise Unverified(
-                "a chat template entry has no template text", location=location, findings=findings
-            )
-        try:
-            findings += check_template(source, file=file, location=location)
-        except Unverified as err:
-            raise Unverified(
-                err.reason, location=err.location, findings=[*findings, *err.findings]
-            ) from err
-    return findings
+    """Check the chat templates in a tokenizer_config.json (JSON, by its name): one string,
+    or a list of {"name", "template"} entries."""
+    return check_templates(templates_in(read_config(path, json_only=True)), file=file)
+
+
+def scan_template_config(path: Path, *, file: str) -> list[Finding]:
+    """Check the chat templates in any JSON or YAML file with a top-level chat_template
+    (chat_template.json, a processor config, a renamed tokenizer_config.json)."""
+    return check_templates(templates_in(read_config(path)), file=file)

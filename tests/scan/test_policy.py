@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from owl.config import Settings
-from owl.errors import UnsafeModel, UnverifiedModel
+from owl.errors import ConfigError, UnsafeModel, UnverifiedModel
 from owl.pull import pull
 from owl.scan import scanner_version
 from owl.scan.policy import require_loadable, scan_manifest, verdict_of
@@ -110,3 +110,55 @@ def test_a_damaged_blob_becomes_unverified_and_is_refused(
     assert verdict_of(rescanned) == "unverified"
     with pytest.raises(UnverifiedModel, match="could not be verified"):
         require_loadable(rescanned, store=store)
+
+
+def _advise_against(path: Path, digest: str) -> Path:
+    path.write_text(
+        f'[[model]]\nid = "TEST-MAL-1"\nsummary = "a backdoored copy"\n'
+        f'url = "https://advisories.example/1"\ndigests = ["{digest}"]\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_a_model_an_advisory_names_is_refused_even_with_allow_unsafe(
+    store: Store, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = pull("smollm2", store=store, settings=settings)
+    assert verdict_of(manifest) == "clean"  # the scan has nothing against it: the advisory does
+    monkeypatch.setenv(
+        "OWL_ADVISORIES", str(_advise_against(tmp_path / "mine.toml", manifest.weights.digest))
+    )
+    for allow_unsafe in (False, True):
+        with pytest.raises(UnsafeModel) as refused:
+            require_loadable(manifest, store=store, allow_unsafe=allow_unsafe)
+        message = str(refused.value)
+        assert "TEST-MAL-1" in message and "https://advisories.example/1" in message
+        assert "owl rm smollm2" in message and "not even with --allow-unsafe" in message
+    assert store.get(manifest.model_name).allow_unsafe == []  # no override was recorded
+
+
+def test_a_broken_advisory_file_stops_the_load_with_the_setting_named(
+    store: Store, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = pull("smollm2", store=store, settings=settings)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[model]\n", encoding="utf-8")
+    monkeypatch.setenv("OWL_ADVISORIES", str(broken))
+    with pytest.raises(ConfigError, match="OWL_ADVISORIES names .*broken.toml"):
+        require_loadable(manifest, store=store)
+
+
+def test_engine_load_takes_the_advisories_of_the_settings_it_is_handed(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    # A server gets its settings from create_app(settings), not from the environment: the
+    # advisory file they name must stop engine.load with OWL_ADVISORIES unset.
+    from owl import engine
+
+    manifest = pull("smollm2", store=store, settings=settings)
+    mine = _advise_against(tmp_path / "mine.toml", manifest.weights.digest)
+    handed = settings.model_copy(update={"advisories": mine})
+    for capability in (engine.Capability.CHAT, engine.Capability.EMBED):
+        with pytest.raises(UnsafeModel, match="TEST-MAL-1"):
+            engine.load(manifest, store=store, settings=handed, capability=capability)
