@@ -7,6 +7,7 @@ file to the end: a file owl could not verify is never reported clean.
 from __future__ import annotations
 
 from enum import IntEnum, StrEnum
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -87,3 +88,16 @@ EXIT_CODES = {
     Verdict.UNVERIFIED: ExitCode.UNVERIFIED,
     Verdict.NO_SUPPORTED_FILES: ExitCode.NO_SUPPORTED_FILES,
 }
+
+
+def read_capped(path: Path, limit: int) -> bytes:
+    """A file's bytes, if it has at most `limit` of them; Unverified otherwise (untrusted
+    files are never read whole before their size is known to be sane)."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as err:
+        raise Unverified(f"cannot read the file: {err.strerror or err}") from err
+    if len(data) > limit:
+        raise Unverified(f"the file is larger than {limit:,} bytes; owl does not analyse it")
+    return data

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from owl.scan.findings import Unverified
+from owl.scan.findings import Unverified, read_capped
 
 # A tokenizer_config.json can hold a large added vocabulary; past this it is not read.
 MAX_CONFIG_BYTES = 50 * 1024 * 1024
@@ -86,15 +86,7 @@ def carries_template(path: Path, head: bytes) -> bool:
 
 def read_config(path: Path, *, json_only: bool = False) -> Any:
     """The parsed JSON (or YAML) at `path`, read within MAX_CONFIG_BYTES; Unverified otherwise."""
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_CONFIG_BYTES + 1)
-    except OSError as err:
-        raise Unverified(f"cannot read the file: {err.strerror or err}") from err
-    if len(data) > MAX_CONFIG_BYTES:
-        raise Unverified(
-            f"the file is larger than {MAX_CONFIG_BYTES:,} bytes; owl does not analyse it"
-        )
+    data = read_capped(path, MAX_CONFIG_BYTES)
     return parse(data, json_only=json_only)
 
 

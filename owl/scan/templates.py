@@ -26,7 +26,7 @@ from typing import Any
 from jinja2.exceptions import TemplateSyntaxError
 
 from owl.formats.jinja_sandbox import sandboxed_environment
-from owl.scan.findings import Finding, Severity, Unverified
+from owl.scan.findings import Finding, Severity, Unverified, read_capped
 from owl.scan.template_checks import StaticChecks
 from owl.scan.template_config import read_config, templates_in
 from owl.scan.template_rules import rules
@@ -130,15 +130,7 @@ def _at_line(location: str, err: Exception) -> str:
 
 def scan_jinja_file(path: Path, *, file: str) -> list[Finding]:
     """Check a standalone chat template file (chat_template.jinja in newer HF repos)."""
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_TEMPLATE_CHARS + 1)
-    except OSError as err:
-        raise Unverified(f"cannot read the file: {err.strerror or err}") from err
-    if len(data) > MAX_TEMPLATE_CHARS:
-        raise Unverified(
-            f"the file is larger than {MAX_TEMPLATE_CHARS:,} bytes; owl does not analyse it"
-        )
+    data = read_capped(path, MAX_TEMPLATE_CHARS)
     try:
         source = data.decode("utf-8")
     except UnicodeDecodeError as err:
