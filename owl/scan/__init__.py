@@ -47,6 +47,8 @@ _CHECKERS = {
     Kind.TOKENIZER_CONFIG: ("owl.scan.templates", "scan_tokenizer_config"),
     Kind.TEMPLATE_CONFIG: ("owl.scan.templates", "scan_template_config"),
     Kind.JINJA: ("owl.scan.templates", "scan_jinja_file"),
+    Kind.CODE_CONFIG: ("owl.scan.remote_code", "scan_code_config"),
+    Kind.PYTHON: ("owl.scan.remote_code", "scan_python"),
 }
 
 

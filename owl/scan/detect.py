@@ -1,8 +1,9 @@
 """Which checker a file needs, from its first bytes: content decides, never the name.
 
 A pickle named model.safetensors is still a pickle. A JSON or YAML file with a top-level
-chat_template is a template file whatever its name (template_config.py). Names only matter
-for text with no structure to recognise (a .jinja template), for tokenizer_config.json
+chat_template is a template file whatever its name (template_config.py), one with an auto_map
+a code config (remote_code.py). Names only matter for text with no structure to recognise
+(a .jinja template, a .py file that a loader imports by its name), for tokenizer_config.json
 (checked even without a template) and to notice a file that is named like a checkpoint but
 holds nothing owl recognises. Protobuf has no magic
 either: a SentencePiece model is recognised by reading its fields to the end of the file.
@@ -36,6 +37,8 @@ class Kind(StrEnum):
     TOKENIZER_CONFIG = "tokenizer-config"
     TEMPLATE_CONFIG = "template-config"  # JSON or YAML with a chat_template, any name
     JINJA = "jinja"
+    CODE_CONFIG = "code-config"  # JSON or YAML with an auto_map: code that transformers runs
+    PYTHON = "python"  # a .py file, which a loader with trust_remote_code imports
     UNKNOWN = "unknown"
 
 
@@ -78,10 +81,15 @@ def sniff(path: Path, *, name: str | None = None) -> Kind:
         return Kind.TOKENIZER_CONFIG
     if name.endswith(".jinja") or name.endswith(".jinja2"):
         return Kind.JINJA
-    from owl.scan.template_config import carries_template
+    if name.endswith(".py"):
+        return Kind.PYTHON
+    from owl.scan.remote_code import names_code
+    from owl.scan.template_config import carries_template, is_text
 
     if carries_template(path, head):
         return Kind.TEMPLATE_CONFIG
+    if is_text(head) and names_code(path):
+        return Kind.CODE_CONFIG
     return Kind.UNKNOWN
 
 

@@ -29,7 +29,22 @@ def _spelled(char: str) -> bytes:
     return f"(?:{re.escape(char)}|\\\\(?:x|u00|U000000){digits})".encode()
 
 
-_KEY_TEXT = re.compile(b"".join(_spelled(char) for char in KEY))
+def key_pattern(key: str) -> re.Pattern[bytes]:
+    """A pattern for `key` as it may be written in JSON or YAML, escapes included."""
+    return re.compile(b"".join(_spelled(char) for char in key))
+
+
+_KEY_TEXT = key_pattern(KEY)
+
+
+def is_text(head: bytes) -> bool:
+    """Whether a file starting with `head` may be JSON or YAML text (UTF-16/32 JSON too)."""
+    return not (b"\0" in head and json.detect_encoding(head) in ("utf-8", "utf-8-sig"))
+
+
+def search_text(data: bytes, pattern: re.Pattern[bytes]) -> bool:
+    """Whether `pattern` occurs in the text `data`, whatever JSON encoding it is in."""
+    return pattern.search(_text(data)) is not None
 
 
 def _text(data: bytes) -> bytes:
@@ -69,7 +84,7 @@ def carries_template(path: Path, head: bytes) -> bool:
     """Whether the text file at `path` (starting with `head`) is JSON or YAML with a top-level
     chat_template. A file too large to read whole counts when its key shows in the part read,
     so that it is reported unverified rather than skipped."""
-    if b"\0" in head and json.detect_encoding(head) in ("utf-8", "utf-8-sig"):
+    if not is_text(head):
         return False  # binary, not text
     with path.open("rb") as handle:
         data = handle.read(MAX_CONFIG_BYTES + 1)

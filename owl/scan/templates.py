@@ -27,6 +27,7 @@ from jinja2.exceptions import TemplateSyntaxError
 
 from owl.formats.jinja_sandbox import sandboxed_environment
 from owl.scan.findings import Finding, Severity, Unverified, read_capped
+from owl.scan.remote_code import code_findings
 from owl.scan.template_checks import StaticChecks
 from owl.scan.template_config import read_config, templates_in
 from owl.scan.template_rules import rules
@@ -141,10 +142,12 @@ def scan_jinja_file(path: Path, *, file: str) -> list[Finding]:
 def scan_tokenizer_config(path: Path, *, file: str) -> list[Finding]:
     """Check the chat templates in a tokenizer_config.json (JSON, by its name): one string,
     or a list of {"name", "template"} entries."""
-    return check_templates(templates_in(read_config(path, json_only=True)), file=file)
+    config = read_config(path, json_only=True)
+    return check_templates(templates_in(config), file=file) + code_findings(config, file=file)
 
 
 def scan_template_config(path: Path, *, file: str) -> list[Finding]:
     """Check the chat templates in any JSON or YAML file with a top-level chat_template
     (chat_template.json, a processor config, a renamed tokenizer_config.json)."""
-    return check_templates(templates_in(read_config(path)), file=file)
+    config = read_config(path)
+    return check_templates(templates_in(config), file=file) + code_findings(config, file=file)
