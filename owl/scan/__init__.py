@@ -43,6 +43,7 @@ _CHECKERS = {
     Kind.ZIP: ("owl.scan.archives", "scan_zip"),
     Kind.NPY: ("owl.scan.archives", "scan_npy"),
     Kind.PICKLE: ("owl.scan.pickles", "scan_pickle"),
+    Kind.CTRANSLATE2: ("owl.scan.ctranslate2", "scan_ctranslate2"),
     Kind.SENTENCEPIECE: ("owl.scan.sentencepiece", "scan_sentencepiece"),
     Kind.TOKENIZER_CONFIG: ("owl.scan.templates", "scan_tokenizer_config"),
     Kind.TEMPLATE_CONFIG: ("owl.scan.templates", "scan_template_config"),
@@ -89,8 +90,8 @@ def scan_file(path: Path, *, name: str | None = None) -> FileReport:
                 format="unknown",
                 status="unverified",
                 error="named like a model file, but its content is none of the formats owl "
-                "checks (pickle, torch zip, numpy, safetensors, GGUF, SentencePiece); do not "
-                "load it",
+                "checks (pickle, torch zip, numpy, safetensors, GGUF, CTranslate2, "
+                "SentencePiece); do not load it",
             )
         return FileReport(file=shown, format="unknown", status="unsupported")
     try:

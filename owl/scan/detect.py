@@ -33,6 +33,7 @@ class Kind(StrEnum):
     ZIP = "zip"  # torch.save archives, .npz
     NPY = "npy"
     PICKLE = "pickle"
+    CTRANSLATE2 = "ctranslate2"  # model.bin of CTranslate2 (faster-whisper): not a pickle
     SENTENCEPIECE = "sentencepiece"  # tokenizer.model: a protobuf ModelProto
     TOKENIZER_CONFIG = "tokenizer-config"
     TEMPLATE_CONFIG = "template-config"  # JSON or YAML with a chat_template, any name
@@ -66,6 +67,10 @@ def sniff(path: Path, *, name: str | None = None) -> Kind:
         return Kind.NPY
     if _is_safetensors(head, size):
         return Kind.SAFETENSORS
+    from owl.formats.ctranslate2 import looks_like_ctranslate2
+
+    if looks_like_ctranslate2(head):
+        return Kind.CTRANSLATE2
     if head[:1] == b"\x0a":  # protobuf field 1, length-delimited: a SentencePiece piece?
         from owl.scan.sentencepiece import MAX_BYTES, looks_like_sentencepiece
 
