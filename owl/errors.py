@@ -139,6 +139,28 @@ class UnverifiedModel(UnsafeModel):
     code = "unverified_model"
 
 
+class SignatureInvalid(OwlError, ValueError):
+    """A model's signature does not hold: the files changed since they were signed, or the
+    signature is not by the signer the user trusts, or it is not a model signature at all."""
+
+    http_status = 422
+    code = "signature_invalid"
+
+
+class SigningError(OwlError, ValueError):
+    """owl sign could not sign: a key it cannot read, a folder that is not a model folder."""
+
+    http_status = 400
+    code = "signing_failed"
+
+
+class SignatureRequired(OwlError, PermissionError):
+    """A pull asked for a signed model (--require-signature) and the model has no signature."""
+
+    http_status = 403
+    code = "signature_required"
+
+
 class LockMismatch(OwlError, ValueError):
     """A model's files differ from what owl.lock pins (model drift), or it is not pinned."""
 

@@ -38,6 +38,7 @@ def _register() -> None:
         run,
         scan,
         serve,
+        sign,
         tune,
     )
 
@@ -47,6 +48,7 @@ def _register() -> None:
         serve,
         ps,
         scan,
+        sign,
         doctor,
         catalog,
         license,

@@ -19,12 +19,14 @@ from rich.progress import (
 from rich.table import Table
 
 from owl.cli.common import print_json, warn_if_not_clean
+from owl.cli.sign import signature_cell
 from owl.config import load_settings
 from owl.errors import ModelNotFound
 from owl.formats import ModelInfo, human_bytes, human_count, inspect
 from owl.formats.hf_folder import list_folder
 from owl.pull import open_store, pull, pull_locked, register_embedded, resolve
 from owl.scan.policy import verdict_of
+from owl.signatures import Trust
 from owl.store import Manifest, RefKind, parse_name, parse_ref
 from owl.store.lock import LOCK_FILE, read_lock
 
@@ -50,8 +52,39 @@ def pull_command(
     lock_file: Annotated[
         Path, typer.Option("--lock-file", help="The lock file for --locked.")
     ] = Path(LOCK_FILE),
+    require_signature: Annotated[
+        bool,
+        typer.Option(
+            "--require-signature", help="Refuse a model that is not signed by the signer named."
+        ),
+    ] = False,
+    public_key: Annotated[
+        Path | None, typer.Option("--public-key", help="Trust signatures by this key (PEM).")
+    ] = None,
+    certificate_chain: Annotated[
+        list[Path] | None,
+        typer.Option("--certificate-chain", help="Trust certificates from this chain (PEM)."),
+    ] = None,
+    identity: Annotated[
+        str | None, typer.Option("--identity", help="Trust this Sigstore signer identity.")
+    ] = None,
+    issuer: Annotated[
+        str | None, typer.Option("--issuer", help="The OIDC issuer of --identity.")
+    ] = None,
+    signature: Annotated[
+        Path | None,
+        typer.Option("--signature", help="The signature of a single-file model (model.sig)."),
+    ] = None,
 ) -> None:
-    """Pull a model into the store (resumable, verified by sha256)."""
+    """Pull a model into the store (resumable, verified by sha256, and by its signature
+    when it has one: a folder's model.sig, or --signature)."""
+    trust = Trust(
+        public_key=public_key,
+        certificate_chain=tuple(certificate_chain or ()),
+        identity=identity,
+        issuer=issuer,
+        require=require_signature,
+    )
     config = load_settings()
     store = open_store(config)
     if locked:
@@ -70,7 +103,15 @@ def pull_command(
         raise typer.BadParameter("name a model to pull (or use --locked to pull owl.lock's)")
     _report_pull(
         _with_progress(
-            lambda progress: pull(ref, store=store, settings=config, name=name, progress=progress)
+            lambda progress: pull(
+                ref,
+                store=store,
+                settings=config,
+                name=name,
+                progress=progress,
+                trust=trust,
+                signature=signature,
+            )
         )
     )
 
@@ -98,6 +139,8 @@ def _report_pull(manifest: Manifest) -> None:
         f"pulled [bold]{manifest.display_name}[/bold] "
         f"({human_bytes(manifest.size)}, {manifest.weights.digest[:19]})"
     )
+    if manifest.signature is not None:
+        console.print(f"signature: {signature_cell(manifest.signature)}")
     warn_if_not_clean(manifest)
 
 
@@ -180,6 +223,7 @@ def show_command(
         "source": manifest.source.model_dump(mode="json"),
         "pulled_at": manifest.pulled_at.isoformat(),
         "scan": verdict_of(manifest) if manifest.scans else None,
+        "signature": manifest.signature.model_dump(mode="json") if manifest.signature else None,
         "chat_template": info.chat_template,
         "metadata": info.metadata,
     }
@@ -216,6 +260,7 @@ def show_command(
         ),
         ("pulled", manifest.pulled_at.strftime("%Y-%m-%d %H:%M:%S %Z")),
         ("scan", verdict_of(manifest) if manifest.scans else "not scanned yet"),
+        ("signature", signature_cell(manifest.signature)),
     ]
     console.print(_key_value_table(rows))
     if info.chat_template:

@@ -117,6 +117,21 @@ def _scan_properties(manifest: Manifest) -> list[Property]:
         Property(name=f"owl:license:{where}", value=found)
         for where, found in sorted(manifest.license_sources.items())
     ]
+    return properties + _signature_properties(manifest)
+
+
+def _signature_properties(manifest: Manifest) -> list[Property]:
+    """Who signed the model (OpenSSF model signature), and whether owl checked that signer."""
+    record = manifest.signature
+    if record is None:
+        return [Property(name="owl:signature", value="unsigned")]
+    properties = [
+        Property(name="owl:signature:method", value=record.method),
+        Property(name="owl:signature:signer", value=record.signer),
+        Property(name="owl:signature:verified", value=str(record.verified).lower()),
+    ]
+    if record.issuer:
+        properties.append(Property(name="owl:signature:issuer", value=record.issuer))
     return properties
 
 

@@ -19,7 +19,8 @@ from owl.formats.card import CARD, read_card
 from owl.formats.info import ModelInfo
 from owl.licenses.discover import find_license
 from owl.scan.records import scan_entries
-from owl.store.manifest import FileEntry, Manifest, ScanRecord, Source
+from owl.signatures import NO_TRUST, SIGNATURE_FILE, Trust, require_signed, verify_signature
+from owl.store.manifest import FileEntry, Manifest, ScanRecord, SignatureRecord, Source
 from owl.store.ref import ModelName
 from owl.store.store import Store
 
@@ -71,6 +72,8 @@ def admit(
     parameters: dict[str, Any] | None = None,
     rescan: bool = False,
     check: Check | None = None,
+    trust: Trust = NO_TRUST,
+    signature: Path | None = None,
 ) -> Manifest:
     """Make the stored files `entries` the model `target`, or refuse them; its manifest.
 
@@ -81,9 +84,15 @@ def admit(
     metadata, the model card (a README.md among them, else `card`, the one the source
     gave) and `licensing`; where they disagree the stricter is kept and the disagreement
     logged. On any OwlError the blobs in `added` that no model uses are removed.
+
+    A model.sig among the files is checked first (owl.signatures): files that differ from
+    what it signed are refused, and with `trust` so is a signer other than the trusted one.
+    `signature` is a signature file the user named for a single-file model, which must be
+    among the files it signed. Without either, `trust.require` refuses the model.
     """
     stored = {entry.filename: store.blobs.path(entry.digest) for entry in entries}
     try:
+        signed = _check_signature(entries, stored, trust=trust, signature=signature)
         if check is not None:
             check(stored)
         scans = scan_entries(store, entries, model=str(target), reuse=not rescan)
@@ -114,9 +123,24 @@ def admit(
         parameters=parameters or {},
         info=info.summary(),
         scans=scans,
+        signature=signed,
     )
     store.save(manifest)
     return manifest
+
+
+def _check_signature(
+    entries: list[FileEntry], stored: Mapping[str, Path], *, trust: Trust, signature: Path | None
+) -> SignatureRecord | None:
+    digests = {entry.filename: entry.digest for entry in entries}
+    if SIGNATURE_FILE in stored:
+        return verify_signature(
+            stored[SIGNATURE_FILE], digests, trust=trust, whole=True, name=SIGNATURE_FILE
+        )
+    if signature is not None:
+        return verify_signature(signature, digests, trust=trust, whole=False)
+    require_signed(trust, where=", ".join(sorted(stored)) or "the model")
+    return None
 
 
 def _refuse_unverified(entry: FileEntry, record: ScanRecord) -> None:

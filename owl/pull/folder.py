@@ -22,6 +22,7 @@ from owl.formats.hf_folder import (
 )
 from owl.pull.admission import Licensing, admit, discard
 from owl.scan.records import scan_entries
+from owl.signatures import NO_TRUST, Trust
 from owl.store.blobs import Progress, sha256_file
 from owl.store.manifest import FileEntry, Manifest, Source
 from owl.store.ref import ModelName, RefKind
@@ -56,6 +57,7 @@ def pull_folder(
     licensing: Licensing,
     parameters: dict | None = None,
     progress: Progress | None = None,
+    trust: Trust = NO_TRUST,
 ) -> Manifest:
     """Store the model folder at `folder` (resolved) as `target`; returns its manifest.
 
@@ -94,6 +96,7 @@ def pull_folder(
         read=lambda stored: read_hf_files(stored, where=str(folder)),
         licensing=licensing,
         parameters=parameters,
+        trust=trust,
     )
 
 

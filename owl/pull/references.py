@@ -13,6 +13,7 @@ from owl.errors import (
     ModelFormatError,
     ModelNotFound,
     NameClash,
+    SignatureRequired,
     SourceNotAllowed,
     SourceNotFound,
 )
@@ -22,6 +23,7 @@ from owl.pull.admission import Licensing, admit, discard
 from owl.pull.allowlist import check_source
 from owl.pull.folder import pull_folder
 from owl.pull.sources import fetch
+from owl.signatures import NO_TRUST, Trust
 from owl.store.aliases import aliases, find_alias
 from owl.store.blobs import Progress
 from owl.store.lock import LOCK_FILE
@@ -68,6 +70,8 @@ def pull(
     progress: Progress | None = None,
     expect_digest: str | None = None,
     allow_private: bool = True,
+    trust: Trust = NO_TRUST,
+    signature: Path | None = None,
 ) -> Manifest:
     """Bring a model into the store and return its manifest.
 
@@ -92,6 +96,10 @@ def pull(
     loopback and private addresses with SourceNotAllowed; the CLI's pulls allow them.
     When OWL_ALLOWED_SOURCES has patterns, a source that matches none is refused with
     SourceNotAllowed before anything is fetched (owl.pull.allowlist).
+
+    A folder's model.sig, or the `signature` file named for a single-file model, is checked
+    against the files and, with `trust`, against whom the user trusts (owl.signatures);
+    `trust.require` refuses a model without one. A stored model is returned as it is.
     """
     ref = parse_ref(ref) if isinstance(ref, str) else ref
     if ref.kind is RefKind.NAME:
@@ -99,7 +107,7 @@ def pull(
         existing = store.find(ref.name)
         if existing is not None:
             if not store.damaged(existing):
-                return existing
+                return _trusted(existing, trust)
             if existing.source.kind is RefKind.NAME:
                 raise ModelNotFound(derived_message(str(ref.name), existing.source.uri))
             # A blob was lost or damaged: pull it again from where it came from.
@@ -127,6 +135,8 @@ def pull(
                 parameters=parameters or alias.parameters,
                 progress=progress,
                 allow_private=allow_private,
+                trust=trust,
+                signature=signature,
             )
         return _pull_from_catalog(
             ref.name,
@@ -135,6 +145,7 @@ def pull(
             name=name,
             progress=progress,
             allow_private=allow_private,
+            trust=trust,
         )
 
     check_source(ref, settings=settings)  # OWL_ALLOWED_SOURCES: before anything is fetched
@@ -157,13 +168,17 @@ def pull(
             raise LockMismatch(
                 f"{LOCK_FILE} pins one file for '{target}', but {folder} is a model folder"
             )
-        return pull_folder(
-            folder,
-            store=store,
-            target=target,
-            licensing=Licensing.given(license_sources, user=license),
-            parameters=parameters,
-            progress=progress,
+        return _trusted(
+            pull_folder(
+                folder,
+                store=store,
+                target=target,
+                licensing=Licensing.given(license_sources, user=license),
+                parameters=parameters,
+                progress=progress,
+                trust=trust,
+            ),
+            trust,
         )
     if ref.kind is RefKind.FILE and ref.path is not None and ref.path.is_file():
         # Refuse a non-model file before copying it.
@@ -195,7 +210,19 @@ def pull(
         card=fetched.card,
         parameters=parameters,
         rescan=restoring,
+        trust=trust,
+        signature=signature,
     )
+
+
+def _trusted(manifest: Manifest, trust: Trust) -> Manifest:
+    """A stored model, refused when the pull wants a signed one and it was not checked so."""
+    if trust.require and not (manifest.signature and manifest.signature.verified):
+        raise SignatureRequired(
+            f"'{manifest.display_name}' is stored without a verified signature; "
+            f"`owl rm {manifest.display_name}` and pull it again with --require-signature"
+        )
+    return manifest
 
 
 def derived_message(name: str, parent: str) -> str:
@@ -215,6 +242,7 @@ def _pull_from_catalog(
     name: str | None,
     progress: Progress | None,
     allow_private: bool,
+    trust: Trust,
 ) -> Manifest:
     entry = find_in_catalog(wanted.name) if wanted.tag == DEFAULT_TAG else None
     if entry is None:
@@ -241,6 +269,7 @@ def _pull_from_catalog(
         license_sources={"catalog": entry.license_label},
         progress=progress,
         allow_private=allow_private,
+        trust=trust,
     )
 
 

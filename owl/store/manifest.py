@@ -53,6 +53,19 @@ class ScanRecord(BaseModel):
     error: str | None = None
 
 
+class SignatureRecord(BaseModel):
+    """The model's signature (model.sig) as the pull checked it: the files matched what was
+    signed; `verified` when the signer was checked against whom the user trusts."""
+
+    file: str
+    method: str = Field(description="key | certificate | sigstore")
+    signer: str = Field(description="The key's sha256 hint, a certificate subject, an identity.")
+    issuer: str | None = None
+    verified: bool = Field(description="Checked cryptographically against the user's trust.")
+    files: int = Field(ge=0, description="How many files the signature covers.")
+    checked_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
 class UnsafeOverride(BaseModel):
     """Someone loaded this model despite its verdict, with --allow-unsafe: the audit trail."""
 
@@ -102,6 +115,7 @@ class Manifest(BaseModel):
         default_factory=dict, description="Scan verdicts by file digest."
     )
     allow_unsafe: list[UnsafeOverride] = Field(default_factory=list)
+    signature: SignatureRecord | None = None
 
     @property
     def model_name(self) -> ModelName:
