@@ -161,6 +161,14 @@ class SignatureRequired(OwlError, PermissionError):
     code = "signature_required"
 
 
+class InvalidAudio(OwlError, ValueError):
+    """Audio owl cannot use: bytes that are not audio, too long or too large an upload, a
+    format it cannot encode, text it cannot speak."""
+
+    http_status = 400
+    code = "invalid_audio"
+
+
 class LockMismatch(OwlError, ValueError):
     """A model's files differ from what owl.lock pins (model drift), or it is not pinned."""
 

@@ -1,9 +1,10 @@
-"""Pull a Hugging Face model folder (config.json, *.safetensors, tokenizer files) as one model.
+"""Pull a model folder as one model: a Hugging Face folder (config.json, *.safetensors,
+tokenizer files), a CTranslate2 Whisper folder or a Piper voice (owl.formats.folders).
 
 Every top-level file becomes a blob and a FileEntry with its role; every file is scanned.
-The folder is checked before anything is copied (a config, safetensors weights, shards the
-index names, no `auto_map` code), and checked again on the stored bytes, which are the ones
-a loader reads. Nothing is stored when a check fails or a file cannot be verified.
+The folder is checked before anything is copied (its weights, shards the index names, no
+`auto_map` code), and checked again on the stored bytes, which are the ones a loader reads.
+Nothing is stored when a check fails or a file cannot be verified.
 """
 
 from __future__ import annotations
@@ -12,14 +13,8 @@ import logging
 from pathlib import Path
 
 from owl.errors import NameClash, OwlError
-from owl.formats.hf_folder import (
-    check_no_remote_code,
-    check_weights,
-    file_role,
-    is_plain_filename,
-    list_folder,
-    read_hf_files,
-)
+from owl.formats.folders import check_folder, folder_format, folder_role, read_folder
+from owl.formats.hf_folder import is_plain_filename, list_folder
 from owl.pull.admission import Licensing, admit, discard
 from owl.scan.records import scan_entries
 from owl.signatures import NO_TRUST, Trust
@@ -32,8 +27,8 @@ from owl.store.store import Store
 log = logging.getLogger(__name__)
 
 
-def model_files(folder: Path) -> dict[str, Path]:
-    """The files of the model folder that owl stores, checked; {name: path} sorted by name.
+def model_files(folder: Path) -> tuple[str, dict[str, Path]]:
+    """The format of the model folder and the files owl stores, checked; {name: path}.
 
     Files whose names are not plain (spaces, odd characters) are skipped with a warning:
     names become paths in the store's snapshot folders. Sub-folders are not part of it.
@@ -44,9 +39,9 @@ def model_files(folder: Path) -> dict[str, Path]:
             files[name] = path
         else:
             log.warning("%s: skipping %r, not a plain file name", folder, name[:120])
-    check_weights(files, where=str(folder))
-    check_no_remote_code(files)
-    return files
+    format = folder_format(files, where=str(folder))
+    check_folder(files, format=format, where=str(folder))
+    return format, files
 
 
 def pull_folder(
@@ -58,17 +53,22 @@ def pull_folder(
     parameters: dict | None = None,
     progress: Progress | None = None,
     trust: Trust = NO_TRUST,
+    source: Source | None = None,
 ) -> Manifest:
     """Store the model folder at `folder` (resolved) as `target`; returns its manifest.
 
     Pulling the same folder again returns the stored model, with its lost or damaged
     (wrong-size) blobs restored and scanned afresh; a folder whose files changed since
-    raises NameClash, as a different file would.
+    raises NameClash, as a different file would. `source` is where the folder came from
+    (default: the folder itself; a `package:` folder names its distribution).
     """
-    files = model_files(folder)
+    format, files = model_files(folder)
     entries = [
         FileEntry(
-            role=file_role(name), filename=name, digest=sha256_file(path), size=path.stat().st_size
+            role=folder_role(name, format=format),
+            filename=name,
+            digest=sha256_file(path),
+            size=path.stat().st_size,
         )
         for name, path in files.items()
     ]
@@ -89,11 +89,11 @@ def pull_folder(
         entries,
         store=store,
         target=target,
-        source=Source(kind=RefKind.FILE, uri=str(folder)),
+        source=source or Source(kind=RefKind.FILE, uri=str(folder)),
         added=added,
         # The bytes a loader will read are checked, not the folder's as it is now.
-        check=check_no_remote_code,
-        read=lambda stored: read_hf_files(stored, where=str(folder)),
+        check=lambda stored: check_folder(stored, format=format, where=str(folder)),
+        read=lambda stored: read_folder(stored, format=format, where=str(folder)),
         licensing=licensing,
         parameters=parameters,
         trust=trust,

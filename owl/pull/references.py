@@ -3,6 +3,7 @@ manifest in the store."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +14,17 @@ from owl.errors import (
     ModelFormatError,
     ModelNotFound,
     NameClash,
+    OwlError,
     SignatureRequired,
     SourceNotAllowed,
     SourceNotFound,
 )
 from owl.formats import detect, inspect
-from owl.formats.hf_folder import CONFIG
 from owl.pull.admission import Licensing, admit, discard
 from owl.pull.allowlist import check_source
 from owl.pull.folder import pull_folder
 from owl.pull.sources import fetch
+from owl.pull.sources.package import package_folder
 from owl.signatures import NO_TRUST, Trust
 from owl.store.aliases import aliases, find_alias
 from owl.store.blobs import Progress
@@ -39,6 +41,8 @@ from owl.store.ref import (
 )
 from owl.store.store import Store
 
+log = logging.getLogger(__name__)
+
 
 def _same_source(manifest: Manifest, ref: ModelRef, uri: str) -> bool:
     return manifest.source.kind is ref.kind and manifest.source.uri in (uri, ref.raw)
@@ -50,12 +54,20 @@ def _source_uri(ref: ModelRef) -> str:
     return ref.raw
 
 
-def _local_folder(ref: ModelRef) -> Path | None:
-    """The model folder (with a config.json) a file reference names, resolved, else None."""
+def _local_folder(ref: ModelRef) -> tuple[Path, Source] | None:
+    """The model folder a file or package reference names (resolved), and its source."""
+    if ref.kind is RefKind.PACKAGE:
+        packaged = package_folder(ref)
+        if packaged is None:
+            return None
+        path, version = packaged
+        return path, Source(kind=RefKind.PACKAGE, uri=ref.raw, revision=version)
     if ref.kind is not RefKind.FILE or ref.path is None:
         return None
     path = ref.path.expanduser()
-    return path.resolve() if (path / CONFIG).is_file() else None
+    if not path.is_dir():
+        return None
+    return path.resolve(), Source(kind=RefKind.FILE, uri=str(path.resolve()))
 
 
 def pull(
@@ -149,11 +161,12 @@ def pull(
         )
 
     check_source(ref, settings=settings)  # OWL_ALLOWED_SOURCES: before anything is fetched
-    folder = _local_folder(ref)
-    uri = _source_uri(ref)
+    located = _local_folder(ref)
+    folder, folder_source = located if located else (None, None)
+    uri = folder_source.uri if folder_source else _source_uri(ref)
     if name:
         target = parse_name(name)
-    elif folder is not None:
+    elif folder is not None and ref.kind is RefKind.FILE:
         target = name_from_stem(folder.name, source=ref.raw)
     else:
         target = ref.default_name()
@@ -171,6 +184,7 @@ def pull(
         return _trusted(
             pull_folder(
                 folder,
+                source=folder_source,
                 store=store,
                 target=target,
                 licensing=Licensing.given(license_sources, user=license),
@@ -291,6 +305,11 @@ def register_embedded(store: Store, settings: Settings) -> list[Manifest]:
             except (SourceNotFound, SourceNotAllowed):
                 # Its package is not installed, or OWL_ALLOWED_SOURCES leaves it out: nothing
                 # to register, and not marked done, so a later setting that allows it does.
+                continue
+            except OwlError as err:
+                # A broken or refused package must not take `owl list` down with it; it is
+                # tried again next time, and pulling it by name shows the whole error.
+                log.warning("the built-in model '%s' was not registered: %s", alias.name, err)
                 continue
         done.add(str(alias.name))
     if done != before:

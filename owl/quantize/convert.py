@@ -144,7 +144,7 @@ def stored_model(model: Path | str, *, store: Store) -> Manifest | None:
     if ref.kind is not RefKind.NAME or ref.name is None:
         return None
     manifest = store.find(ref.name)
-    if manifest is None or manifest.is_folder:
+    if manifest is None or manifest.format == "safetensors":
         return manifest
     raise SourceNotFound(
         f"'{manifest.display_name}' is a {manifest.format} model in the store, which needs no "

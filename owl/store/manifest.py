@@ -13,8 +13,9 @@ from pydantic import BaseModel, Field, field_validator
 from owl.store.ref import DEFAULT_TAG, ModelName, RefKind, validate_digest
 
 SCHEMA_VERSION = 1
-# Formats whose model is a Hugging Face folder: the engine loads Store.model_dir(manifest).
-FOLDER_FORMATS = frozenset({"safetensors"})
+# Formats whose model is a folder of files (owl.formats.folders): a Hugging Face folder, a
+# CTranslate2 Whisper, a Piper voice. The engine loads Store.model_dir(manifest).
+FOLDER_FORMATS = frozenset({"safetensors", "ctranslate2", "onnx"})
 
 
 class FileEntry(BaseModel):

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from owl.errors import ModelNotFound, StoreCorrupted
 from owl.formats import ModelInfo, inspect
-from owl.formats.hf_folder import read_hf_files
+from owl.formats.folders import read_folder
 from owl.store.blobs import BlobStore
 from owl.store.manifest import FileEntry, Manifest, ScanRecord
 from owl.store.ref import ModelName
@@ -164,7 +164,8 @@ class Store:
         """Read a stored model's files into a ModelInfo (owl.formats), wherever they are."""
         if manifest.is_folder:
             stored = {entry.filename: self.blobs.require(entry.digest) for entry in manifest.files}
-            return read_hf_files(stored, where=f"model '{manifest.display_name}'")
+            where = f"model '{manifest.display_name}'"
+            return read_folder(stored, format=manifest.format, where=where)
         return inspect(self.weights_path(manifest))
 
     def used_digests(self) -> set[str]:

@@ -77,7 +77,7 @@ def base_folder(
             f"'{manifest.display_name}' is a LoRA adapter, not a model; tune its base "
             f"({', '.join(p.name for p in manifest.parents) or 'unknown'}) instead"
         )
-    if manifest.is_folder:
+    if manifest.format == "safetensors":
         from owl.formats.hf_folder import check_no_remote_code, list_folder
 
         folder = store.model_dir(manifest)

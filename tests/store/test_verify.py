@@ -7,6 +7,7 @@ from pathlib import Path
 from owl.config import Settings
 from owl.pull import pull
 from owl.store import Store
+from owl.store.blobs import sha256_file
 from owl.store.verify import verify
 from tests.support.cli import owl
 from tests.support.tiny_gguf import write_tiny_gguf
@@ -44,7 +45,7 @@ def test_owl_verify_then_pull_restores_a_damaged_model(owl_env: Path, tmp_path: 
     source = write_tiny_gguf(tmp_path / "tiny.gguf")
     assert owl(owl_env, "pull", str(source)).returncode == 0
     assert owl(owl_env, "verify", "tiny").returncode == 0
-    blob = next((owl_env / "blobs").glob("sha256-*"))
+    blob = owl_env / "blobs" / sha256_file(source).replace(":", "-")
     _damage(blob)
 
     checked = owl(owl_env, "verify")

@@ -12,8 +12,9 @@ from owl.store.blobs import BlobStore, Progress
 from owl.store.ref import ModelRef
 
 
-def locate(ref: ModelRef) -> Path:
-    """The path of the file inside the installed distribution."""
+def locate(ref: ModelRef, *, folder: bool = False) -> Path:
+    """The path of the file (or, with `folder`, the file or folder) inside the installed
+    distribution."""
     assert ref.distribution and ref.filename
     try:
         dist = distribution(ref.distribution)
@@ -23,12 +24,21 @@ def locate(ref: ModelRef) -> Path:
             f"run `pip install {ref.distribution}`"
         ) from None
     path = Path(str(dist.locate_file(ref.filename)))
-    if not path.is_file():
+    if not (path.is_file() or (folder and path.is_dir())):
         raise SourceNotFound(
             f"package {ref.distribution!r} has no file {ref.filename!r}; "
             f"reinstall it with `pip install --force-reinstall {ref.distribution}`"
         )
     return path
+
+
+def package_folder(ref: ModelRef) -> tuple[Path, str] | None:
+    """The model folder a `package:` reference names, and the distribution's version; None
+    when it names a file."""
+    path = locate(ref, folder=True)
+    if not path.is_dir():
+        return None
+    return path, distribution(ref.distribution or "").version
 
 
 def fetch(
