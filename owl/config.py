@@ -129,6 +129,12 @@ class Settings(BaseSettings):
         default_factory=list, description="Browser origins allowed to call the API; '*' = any."
     )
     max_body: int = Field(default=8 << 20, ge=1, description="Largest request body, in bytes.")
+    max_audio_bytes: int = Field(
+        default=25 << 20, ge=1, description="Largest audio upload, in bytes (OpenAI's 25 MB)."
+    )
+    max_audio_seconds: float = Field(
+        default=1800.0, gt=0, description="Longest audio a request may transcribe, in seconds."
+    )
     max_tokens: int | None = Field(
         default=None, ge=1, description="Most tokens one request may generate; none = no cap."
     )

@@ -254,6 +254,14 @@ class ServerUnreachable(OwlError, ConnectionError):
     code = "server_unreachable"
 
 
+class WrongModelKind(OwlError, ValueError):
+    """A model asked for something it is not made for: a text model to transcribe, a
+    speech-to-text model to speak."""
+
+    http_status = 400
+    code = "model_cannot_do_that"
+
+
 class NotEmbeddable(OwlError, ValueError):
     """A model that cannot make embeddings (not a GGUF, or a pooling llama.cpp lacks)."""
 

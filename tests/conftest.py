@@ -89,6 +89,9 @@ SLOW_CALLS = (
     "ForCausalLM.from_pretrained(",  # transformers and PEFT models (not tokenizers)
     "Model.from_pretrained(",
     "compute_imatrix(",  # the importance-matrix calibrator loads the model
+    "WhisperTranscriber(",  # owl.engine.whisper: a CTranslate2 Whisper through faster-whisper
+    "WhisperModel(",  # faster_whisper.WhisperModel, used directly to compare with
+    "PiperVoice(",  # owl.engine.piper: a Piper voice in onnxruntime
 )
 # What only a fixture's preparation makes slow: a test that calls ensure_converter on a
 # tools folder holding the sources already is quick.

@@ -39,6 +39,7 @@ def _register() -> None:
         scan,
         serve,
         sign,
+        speech,
         tune,
     )
 
@@ -50,6 +51,7 @@ def _register() -> None:
         scan,
         sign,
         doctor,
+        speech,
         catalog,
         license,
         lock,

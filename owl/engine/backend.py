@@ -10,11 +10,15 @@ the server's pool and /metrics need nothing private.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from owl.engine.sampling import SamplingParams
+
+if TYPE_CHECKING:
+    from owl.engine.speech import Speech, Transcript
 
 
 class Capability(StrEnum):
@@ -189,3 +193,27 @@ class Loaded(Protocol):
     def occupancy(self) -> Occupancy: ...
 
     def close(self, *, cancel: bool = False) -> None: ...
+
+
+class Transcriber(Loaded, Protocol):
+    """What `engine.load(capability=TRANSCRIBE)` returns: speech to text (owl/engine/whisper)."""
+
+    def transcribe(
+        self,
+        audio: Any,  # np.ndarray of 16 kHz samples, the bytes of an audio file, or its Path
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        temperature: float | None = None,
+        task: str = "transcribe",
+        word_timestamps: bool = False,
+        max_seconds: float = 3600,
+        max_bytes: int = 100 << 20,
+        progress: Callable[[float, float], None] | None = None,
+    ) -> Transcript: ...
+
+
+class Voice(Loaded, Protocol):
+    """What `engine.load(capability=SPEAK)` returns: text to speech (owl/engine/piper)."""
+
+    def speak(self, text: str, *, speed: float = 1.0) -> Speech: ...

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from owl.config import Settings
 from owl.engine.backend import Capability, Loaded
 from owl.engine.context_window import context_size
-from owl.engine.registry import LoadRequest, select
+from owl.engine.registry import SPEECH, LoadRequest, select
 from owl.errors import AdapterMismatch
 from owl.store import Manifest, Store
 
@@ -60,6 +60,22 @@ def load(
             threads=settings.threads,
         )
         return select(manifest, capability).load(request)
+    if capability in SPEECH:
+        manifest = require_loadable(
+            manifest,
+            store=store,
+            allow_unsafe=allow_unsafe,
+            by=by,
+            advisories=advisories_for(settings),
+        )
+        entry = select(manifest, capability)
+        request = LoadRequest(
+            store.model_dir(manifest),
+            name=manifest.display_name,
+            n_ctx=0,
+            threads=settings.threads,
+        )
+        return entry.load(request)
     return _load_generating(
         manifest,
         store=store,

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from owl.engine.backend import Capability, Loaded
-from owl.errors import EngineError, NotEmbeddable, OwlError
+from owl.errors import EngineError, NotEmbeddable, OwlError, WrongModelKind
 from owl.store import Manifest, Store
 
 GENERATION = frozenset({Capability.CHAT, Capability.COMPLETE, Capability.SCORE})
+SPEECH = frozenset({Capability.TRANSCRIBE, Capability.SPEAK})
+_AUDIO_EXTRA = "{missing} is not installed, and owl needs it for speech: `pip install 'owl[audio]'`"
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,18 @@ def _transformers_generation(request: LoadRequest) -> Loaded:
     return Model(backend, name=request.name, defaults=request.defaults)
 
 
+def _whisper(request: LoadRequest) -> Loaded:
+    from owl.engine.whisper import WhisperTranscriber
+
+    return WhisperTranscriber(request.path, name=request.name, threads=request.threads)
+
+
+def _piper(request: LoadRequest) -> Loaded:
+    from owl.engine.piper import PiperVoice
+
+    return PiperVoice(request.path, name=request.name, threads=request.threads)
+
+
 ENTRIES: tuple[Entry, ...] = (
     Entry("gguf", GENERATION, _llama_generation),
     Entry("gguf", frozenset({Capability.EMBED}), _llama_embedding),
@@ -100,6 +114,20 @@ ENTRIES: tuple[Entry, ...] = (
             "`pip install 'owl[convert]'`, or `owl convert MODEL` to run it as a GGUF "
             "with llama.cpp"
         ),
+    ),
+    Entry(
+        "ctranslate2",
+        frozenset({Capability.TRANSCRIBE}),
+        _whisper,
+        needs=frozenset({"faster_whisper", "ctranslate2", "av"}),
+        extra=_AUDIO_EXTRA,
+    ),
+    Entry(
+        "onnx",
+        frozenset({Capability.SPEAK}),
+        _piper,
+        needs=frozenset({"onnxruntime"}),
+        extra=_AUDIO_EXTRA,
     ),
 )
 
@@ -123,6 +151,16 @@ def _refusal(manifest: Manifest, capability: Capability) -> OwlError:
         return NotEmbeddable(
             f"'{name}' is {manifest.format}; owl makes embeddings with llama.cpp from GGUF "
             f"models: convert it first (`owl convert {name}`)"
+        )
+    if capability is Capability.TRANSCRIBE:
+        return WrongModelKind(
+            f"'{name}' is a {manifest.format} model, not a speech-to-text one; transcribe with "
+            "a Whisper model (the built-in `whisper`, or hf:Systran/faster-whisper-*)"
+        )
+    if capability is Capability.SPEAK:
+        return WrongModelKind(
+            f"'{name}' is a {manifest.format} model, not a voice; speak with a Piper voice "
+            "(the built-in `piper-joe`)"
         )
     if manifest.format not in formats():
         return EngineError(

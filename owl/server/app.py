@@ -24,6 +24,7 @@ from owl.server.generations import Generations
 from owl.server.http_protocol import JsonErrorsH11Protocol
 from owl.server.ollama import routes as ollama_routes
 from owl.server.ollama.pull import Pulls
+from owl.server.openai import audio as openai_audio
 from owl.server.openai import routes as openai_routes
 from owl.server.pool import ModelPool
 from owl.store.lock import Lock
@@ -61,13 +62,19 @@ def create_app(
     disconnect.install(app)
     limits.install(app)
     app.include_router(openai_routes.router)
+    app.include_router(openai_audio.router)
     app.include_router(ollama_routes.router)
     app.include_router(metrics.router)
     # Added innermost first: the catch-all answers a route's unexpected error; metrics
     # count every answer, 401s and 413s included; CORS answers preflights before auth and
     # puts its headers on the 401s too.
     app.add_middleware(errors.CatchAllMiddleware)
-    app.add_middleware(limits.BodyLimitMiddleware, limit=settings.max_body)
+    app.add_middleware(
+        limits.BodyLimitMiddleware,
+        limit=settings.max_body,
+        # a little over the upload itself: the multipart framing and the other fields
+        audio_limit=settings.max_audio_bytes + (64 << 10),
+    )
     app.add_middleware(ApiKeyMiddleware, keys=keys)
     if settings.cors_origins:
         app.add_middleware(

@@ -9,11 +9,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from owl.errors import RequestTooLarge, ServerBusy
 from owl.server.errors import _body_for
 
+AUDIO_UPLOADS = "/v1/audio/"  # multipart uploads of audio files: OWL_MAX_AUDIO_BYTES
 
-def _too_large(limit: int) -> str:
+
+def _too_large(limit: int, setting: str) -> str:
     return (
         f"the request body is larger than the server's limit of {limit} bytes; send less, "
-        "or start the server with a larger OWL_MAX_BODY"
+        f"or start the server with a larger {setting}"
     )
 
 
@@ -24,18 +26,22 @@ class BodyLimitMiddleware:
     first (so a route never sees half of one) and handed on whole.
     """
 
-    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+    def __init__(self, app: ASGIApp, *, limit: int, audio_limit: int | None = None) -> None:
         self.app = app
-        self.limit = limit
+        self.default_limit = limit
+        # Audio uploads are larger than any JSON request: their routes have their own limit.
+        self.audio_limit = max(limit, audio_limit or limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        audio = str(scope.get("path", "")).startswith(AUDIO_UPLOADS)
+        limit = self.audio_limit if audio else self.default_limit
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None:
-            if not length.isdigit() or int(length) > self.limit:
-                await self._refuse(scope, receive, send)
+            if not length.isdigit() or int(length) > limit:
+                await self._refuse(scope, receive, send, limit)
                 return
             await self.app(scope, receive, send)  # the server holds the client to its length
             return
@@ -47,8 +53,8 @@ class BodyLimitMiddleware:
             if message["type"] != "http.request":
                 break
             size += len(message.get("body", b""))
-            if size > self.limit:
-                await self._refuse(scope, receive, send)
+            if size > limit:
+                await self._refuse(scope, receive, send, limit)
                 return
             if not message.get("more_body", False):
                 break
@@ -58,8 +64,9 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = _too_large(self.limit)
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        audio = limit == self.audio_limit and limit != self.default_limit
+        message = _too_large(limit, "OWL_MAX_AUDIO_BYTES" if audio else "OWL_MAX_BODY")
         body = _body_for(Request(scope), message, status=413, code=RequestTooLarge.code)
         await JSONResponse(body, status_code=413, headers={"Connection": "close"})(
             scope, receive, send

@@ -42,6 +42,7 @@ from owl.engine.adapters import (
     is_adapter,
     split_combination,
 )
+from owl.engine.backend import Transcriber, Voice
 from owl.errors import ModelNotFound, NoRoomForModel
 from owl.formats.info import human_bytes
 from owl.pull import resolve
@@ -152,6 +153,14 @@ class ModelPool:
         """get() for embeddings: `name` loaded as an embedder, under the same budget."""
         return cast(Embedder, await self._get(name, Capability.EMBED, keep_alive))
 
+    async def transcriber(self, name: str, *, keep_alive: float | None = None) -> Transcriber:
+        """get() for speech to text: `name` (a Whisper model) under the same budget."""
+        return cast(Transcriber, await self._get(name, Capability.TRANSCRIBE, keep_alive))
+
+    async def voice(self, name: str, *, keep_alive: float | None = None) -> Voice:
+        """get() for text to speech: `name` (a Piper voice) under the same budget."""
+        return cast(Voice, await self._get(name, Capability.SPEAK, keep_alive))
+
     async def _get(self, name: str, capability: Capability, keep_alive: float | None) -> Loaded:
         manifest, adapters = await run_in_threadpool(self.combination, name)
         if self.lock is not None:
@@ -159,7 +168,7 @@ class ModelPool:
                 check_locked(pinned, self.lock)
         # By names and digests: a name pulled again with other weights loads the new ones.
         key = SEPARATOR.join(f"{m.display_name}@{m.weights.digest}" for m in (manifest, *adapters))
-        if capability is Capability.EMBED:
+        if capability is not Capability.CHAT:  # one model may be loaded for several things
             key = f"{capability}:{key}"
         entry = self._entries.get(key)
         if entry is None:
@@ -198,8 +207,8 @@ class ModelPool:
         self, manifest: Manifest, key: str, adapters: list[Manifest], capability: Capability
     ) -> Entry:
         name = combination_name(manifest, adapters)
-        # An embedder runs one context; a generating model one per slot (--parallel).
-        slots = 1 if capability is Capability.EMBED else self.settings.parallel
+        # An embedder or a speech model runs one at a time; a generating model one per slot.
+        slots = self.settings.parallel if capability is Capability.CHAT else 1
         memory = await run_in_threadpool(
             partial(
                 engine.estimate_memory,
