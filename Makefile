@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # of the last decade. pip caches the wheel it builds, so this compile happens once.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
-.PHONY: run test test-fast bench lint clean
+.PHONY: run test test-fast bench lint clean system-packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,12 +29,25 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-run
 	$(BIN)/owl run smollm2 "$(PROMPT)"
 
-test: $(VENV)/.installed-dev
+# The speech tests speak with espeak-ng (a program owl's Piper voices run as a subprocess)
+# and convert audio with ffmpeg. Debian packages: installed with apt-get when missing (as
+# root, or through sudo when it asks for no password).
+SYSTEM_PROGRAMS := espeak-ng ffmpeg
+system-packages:
+	@missing=""; for program in $(SYSTEM_PROGRAMS); do \
+	  command -v $$program >/dev/null 2>&1 || missing="$$missing $$program"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	  else echo "make test needs:$$missing (apt-get install$$missing)"; exit 1; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq$$missing; \
+	fi
+
+test: $(VENV)/.installed-dev system-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The inner loop: no model loads, no servers (tests/conftest.py marks those slow by what
 # they call, so the lane cannot grow them unnoticed). Under 2 minutes on a 2-core machine.
-test-fast: $(VENV)/.installed-dev
+test-fast: $(VENV)/.installed-dev system-packages
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-dev
