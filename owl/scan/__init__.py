@@ -43,8 +43,11 @@ _CHECKERS = {
     Kind.ZIP: ("owl.scan.archives", "scan_zip"),
     Kind.NPY: ("owl.scan.archives", "scan_npy"),
     Kind.PICKLE: ("owl.scan.pickles", "scan_pickle"),
+    Kind.JOBLIB: ("owl.scan.joblib_files", "scan_joblib"),
+    Kind.TAR: ("owl.scan.torch_tar", "scan_tar"),
     Kind.CTRANSLATE2: ("owl.scan.ctranslate2", "scan_ctranslate2"),
     Kind.SENTENCEPIECE: ("owl.scan.sentencepiece", "scan_sentencepiece"),
+    Kind.ONNX: ("owl.scan.onnx", "scan_onnx"),
     Kind.TOKENIZER_CONFIG: ("owl.scan.templates", "scan_tokenizer_config"),
     Kind.TEMPLATE_CONFIG: ("owl.scan.templates", "scan_template_config"),
     Kind.JINJA: ("owl.scan.templates", "scan_jinja_file"),
@@ -90,8 +93,8 @@ def scan_file(path: Path, *, name: str | None = None) -> FileReport:
                 format="unknown",
                 status="unverified",
                 error="named like a model file, but its content is none of the formats owl "
-                "checks (pickle, torch zip, numpy, safetensors, GGUF, CTranslate2, "
-                "SentencePiece); do not load it",
+                "checks (pickle, joblib, torch zip, torch tar, numpy, safetensors, GGUF, "
+                "CTranslate2, SentencePiece, ONNX); do not load it",
             )
         return FileReport(file=shown, format="unknown", status="unsupported")
     try:

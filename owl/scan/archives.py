@@ -3,7 +3,8 @@
 A zip runs nothing itself; what a loader unpickles from it does. torch.load unpickles
 `<name>/data.pkl` and reads `<name>/data/<key>` as raw storage bytes; numpy.load runs
 pickle for .npy members whose dtype holds Python objects. owl scans every member whose
-content is a pickle or an .npy, whatever its name, and reads only member heads otherwise.
+content is a pickle or an .npy, whatever its name, and reads only member heads otherwise;
+a member that is a zip is scanned the same way (zip_nesting: how deep, how much).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy.lib.format
 
 from owl.scan.findings import Finding, Severity, Unverified
 from owl.scan.pickles import looks_like_pickle, mislabelled, scan_pickle_stream
+from owl.scan.zip_nesting import ZIP_MAGICS, Nesting, open_inner
 
 NPY_MAGIC = b"\x93NUMPY"
 # A member scanned as a pickle is read opcode by opcode to its STOP. torch's data.pkl
@@ -60,7 +62,7 @@ def scan_zip(path: Path, *, file: str) -> list[Finding]:
     """
     try:
         with zipfile.ZipFile(path) as archive:
-            findings, pickled = _scan_archive(archive, file=file)
+            findings, pickled = _scan_archive(archive, file=file, nesting=Nesting.outermost())
     except _ZIP_ERRORS as error:
         raise Unverified(f"cannot read the zip archive: {_describe(error)}") from error
     mislabel = mislabelled(file, "a zip of pickles") if pickled else None
@@ -108,7 +110,9 @@ def scan_npy_stream(raw: BinaryIO, *, size: int, file: str, where: str = "") -> 
     return [finding, *found]
 
 
-def _scan_archive(archive: zipfile.ZipFile, *, file: str) -> tuple[list[Finding], bool]:
+def _scan_archive(
+    archive: zipfile.ZipFile, *, file: str, nesting: Nesting
+) -> tuple[list[Finding], bool]:
     """Findings of every member, and whether any member was a pickle."""
     infos = archive.infolist()
     names = [info.filename for info in infos]
@@ -116,7 +120,7 @@ def _scan_archive(archive: zipfile.ZipFile, *, file: str) -> tuple[list[Finding]
     script_roots = sorted(
         {root for root in torch_roots for name in names if name.startswith(f"{root}/code/")}
     )
-    findings = [_torchscript(file, root) for root in script_roots]
+    findings = [_torchscript(file, nesting.prefix + root) for root in script_roots]
     # TorchScript's own unpickler resolves these from the archive's code/ and its builtins;
     # they import no Python module, and the program is reported once above.
     code_modules = ("__torch__", "torch.jit._pickle") if script_roots else ()
@@ -125,14 +129,14 @@ def _scan_archive(archive: zipfile.ZipFile, *, file: str) -> tuple[list[Finding]
         if info.filename.endswith("/") or _is_raw(info.filename, torch_roots, script_roots):
             continue
         try:
-            member_findings, was_pickle = _scan_member(archive, info, file, code_modules)
+            member_findings, was_pickle = _scan_member(archive, info, file, code_modules, nesting)
         except Unverified as error:
             error.findings[:0] = findings  # what earlier members showed still counts
             raise
         except _ZIP_ERRORS as error:
             raise Unverified(
                 f"cannot read the member: {_describe(error)}",
-                location=info.filename,
+                location=nesting.prefix + info.filename,
                 findings=findings,
             ) from error
         findings += member_findings
@@ -141,42 +145,56 @@ def _scan_archive(archive: zipfile.ZipFile, *, file: str) -> tuple[list[Finding]
 
 
 def _scan_member(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, file: str, code_modules: tuple[str, ...]
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    file: str,
+    code_modules: tuple[str, ...],
+    nesting: Nesting,
 ) -> tuple[list[Finding], bool]:
-    name = info.filename
+    name, where = info.filename, nesting.prefix + info.filename
     if info.flag_bits & 0x1:
-        raise Unverified("the member is encrypted, so owl cannot read it", location=name)
+        raise Unverified("the member is encrypted, so owl cannot read it", location=where)
+    nesting.charge(_HEAD, where)
     with archive.open(info) as member:
         head = member.read(_HEAD)
+        if head.startswith(ZIP_MAGICS):
+            with open_inner(archive, info, nesting) as (inner, deeper):
+                return _scan_archive(inner, file=file, nesting=deeper)
         is_npy = head.startswith(NPY_MAGIC)
         is_pickle = not is_npy and (name.endswith(_PICKLE_SUFFIXES) or looks_like_pickle(head))
         if not (is_npy or is_pickle):
             return [], False
         member.seek(0)
         if is_npy:
-            return _scan_npy_member(member, info, file), False
-        _check_size(info)
+            return _scan_npy_member(member, info, file, nesting), False
+        _check_size(info, nesting)
         found = scan_pickle_stream(
-            member, size=info.file_size, file=file, where=name, code_modules=code_modules
+            member, size=info.file_size, file=file, where=where, code_modules=code_modules
         )
         return found, True
 
 
-def _scan_npy_member(member: BinaryIO, info: zipfile.ZipInfo, file: str) -> list[Finding]:
-    has_objects, _, _ = _npy_header(member, info.filename)
+def _scan_npy_member(
+    member: BinaryIO, info: zipfile.ZipInfo, file: str, nesting: Nesting
+) -> list[Finding]:
+    where = nesting.prefix + info.filename
+    has_objects, _, _ = _npy_header(member, where)
     if has_objects:
-        _check_size(info)
+        _check_size(info, nesting)
     member.seek(0)
-    return scan_npy_stream(member, size=info.file_size, file=file, where=info.filename)
+    return scan_npy_stream(member, size=info.file_size, file=file, where=where)
 
 
-def _check_size(info: zipfile.ZipInfo) -> None:
+def _check_size(info: zipfile.ZipInfo, nesting: Nesting) -> None:
+    """A member read whole: at most MAX_PICKLE_MEMBER, and out of the nesting's budget."""
+    where = nesting.prefix + info.filename
     if info.file_size > MAX_PICKLE_MEMBER:
         raise Unverified(
             f"the member holds {info.file_size} bytes of pickle; owl reads at most "
             f"{MAX_PICKLE_MEMBER // 2**20} MiB of one",
-            location=info.filename,
+            location=where,
         )
+    nesting.charge(info.file_size, where)
 
 
 def _is_torch_record(name: str) -> bool:

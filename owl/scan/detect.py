@@ -22,9 +22,11 @@ _HEAD = 64
 MODEL_SUFFIXES = frozenset(
     {
         ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".npy", ".npz",
-        ".safetensors", ".gguf", ".ggml", ".h5", ".onnx", ".msgpack", ".model",
+        ".safetensors", ".gguf", ".ggml", ".h5", ".onnx", ".msgpack", ".model", ".tar",
     }
 )  # fmt: skip
+# What joblib.dump appends for its compressors ("model.pkl.gz"): the name before it counts.
+COMPRESSED_SUFFIXES = frozenset({".z", ".gz", ".bz2", ".lzma", ".xz", ".lz4"})
 
 
 class Kind(StrEnum):
@@ -33,8 +35,11 @@ class Kind(StrEnum):
     ZIP = "zip"  # torch.save archives, .npz
     NPY = "npy"
     PICKLE = "pickle"
+    JOBLIB = "joblib"  # a compressed joblib file (zlib, gzip, bz2, lzma, xz, lz4)
+    TAR = "tar"  # torch.save's oldest format, and any tar of pickles
     CTRANSLATE2 = "ctranslate2"  # model.bin of CTranslate2 (faster-whisper): not a pickle
     SENTENCEPIECE = "sentencepiece"  # tokenizer.model: a protobuf ModelProto
+    ONNX = "onnx"  # an ONNX ModelProto (Piper voices, exported encoders)
     TOKENIZER_CONFIG = "tokenizer-config"
     TEMPLATE_CONFIG = "template-config"  # JSON or YAML with a chat_template, any name
     JINJA = "jinja"
@@ -71,16 +76,28 @@ def sniff(path: Path, *, name: str | None = None) -> Kind:
 
     if looks_like_ctranslate2(head):
         return Kind.CTRANSLATE2
+    from owl.formats.onnx import looks_like_onnx
+
+    if looks_like_onnx(head):  # starts 0x08 (ir_version), so never a SentencePiece model
+        return Kind.ONNX
     if head[:1] == b"\x0a":  # protobuf field 1, length-delimited: a SentencePiece piece?
         from owl.scan.sentencepiece import MAX_BYTES, looks_like_sentencepiece
 
         with path.open("rb") as handle:
             if looks_like_sentencepiece(handle.read(MAX_BYTES)):
                 return Kind.SENTENCEPIECE
+    from owl.scan.torch_tar import looks_like_tar
+
+    if looks_like_tar(path):
+        return Kind.TAR
     from owl.scan.pickles import looks_like_pickle
 
     if looks_like_pickle(head):
         return Kind.PICKLE
+    from owl.scan.joblib_files import looks_like_joblib
+
+    if looks_like_joblib(path, head):
+        return Kind.JOBLIB
     name = Path(name or path.name).name.lower()
     if name == "tokenizer_config.json":
         return Kind.TOKENIZER_CONFIG
@@ -99,5 +116,8 @@ def sniff(path: Path, *, name: str | None = None) -> Kind:
 
 
 def promises_model(name: str) -> bool:
-    """Whether a file name says it holds weights or a pickle."""
-    return Path(name.lower()).suffix in MODEL_SUFFIXES
+    """Whether a file name says it holds weights or a pickle (compressed, too)."""
+    path = Path(name.lower())
+    if path.suffix in COMPRESSED_SUFFIXES:
+        path = path.with_suffix("")
+    return path.suffix in MODEL_SUFFIXES

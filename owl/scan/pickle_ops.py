@@ -1,87 +1,38 @@
-"""Walking one pickle's opcodes without running them: a bounded reader, a symbolic stack.
+"""Walking one pickle's opcodes without running them, on a symbolic stack.
 
-`pickletools.genops` decodes the opcodes from an OpStream, which steps over (seeks past)
+`pickletools.genops` decodes the opcodes from an OpStream (pickle_stream), which steps over
 arguments too long to keep, so tensor bytes stored inline are never read into memory.
 `scan_one` keeps just enough of the unpickler's stack and memo to know the module and
 name of each import (constant strings; anything else is opaque), asks pickle_policy.judge
 about every import and records its ruling. A decoder error becomes Damaged, with what was
 found before it.
+
+A Loader says who will read the pickle: its name picks the allowlist, and for formats that
+put raw bytes inside the stream (joblib) it keeps more values (pickle_values) and is
+called after each BUILD, to read or skip those bytes itself.
 """
 
 from __future__ import annotations
 
 import pickletools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
-from owl.scan.findings import Finding, Severity
+import owl.scan.pickle_values as values
+from owl.scan.findings import Finding, Severity, Unverified
 from owl.scan.pickle_policy import judge
+from owl.scan.pickle_stream import MAX_LINE, OpStream, location
+from owl.scan.pickle_values import MARK, OPAQUE, Global, Instance
 
 TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # the first pickle of a legacy torch.save file
 
-# Arguments longer than this are stepped over (seek), not read: no module name is that
-# long, and it keeps tensor bytes stored inline (BINBYTES) out of memory.
-MAX_KEPT_ARGUMENT = 64 * 1024
-# Protocol 0 arguments end at a newline; a line longer than this is not read into memory.
-MAX_LINE = 16 * 1024 * 1024
-
-_STRING_OPCODES = frozenset(
+STRING_OPCODES = frozenset(
     "STRING BINSTRING SHORT_BINSTRING UNICODE SHORT_BINUNICODE BINUNICODE BINUNICODE8".split()
 )
-_PUT_OPCODES = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
-_GET_OPCODES = frozenset({"GET", "BINGET", "LONG_BINGET"})
-_EXT_OPCODES = frozenset({"EXT1", "EXT2", "EXT4"})
+PUT_OPCODES = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+GET_OPCODES = frozenset({"GET", "BINGET", "LONG_BINGET"})
+EXT_OPCODES = frozenset({"EXT1", "EXT2", "EXT4"})
 _INTEGER_OPCODES = frozenset({"INT", "BININT", "LONG", "LONG1", "LONG4"})
-
-
-def location(where: str, offset: int) -> str:
-    """The place of an opcode at `offset`, inside `where` (a zip member, say) if given."""
-    return f"{where}, opcode offset {offset}" if where else f"opcode offset {offset}"
-
-
-class _Stepped(bytes):
-    """Stands in for an argument too long to keep: no content, but the length it had."""
-
-    def __new__(cls, length: int) -> _Stepped:
-        self = super().__new__(cls)
-        self.length = length
-        return self
-
-    def __len__(self) -> int:
-        return self.length
-
-
-class OpStream:
-    """What genops reads from: [start, end) of `raw`, long arguments stepped over."""
-
-    def __init__(self, raw: BinaryIO, start: int, end: int) -> None:
-        self._raw = raw
-        self._pos = start
-        self._end = end
-        self.stepped = False  # the last argument was too long to keep
-        self.long_line = False
-        raw.seek(start)
-
-    def tell(self) -> int:
-        return self._pos
-
-    def read(self, n: int = -1) -> bytes:
-        left = self._end - self._pos
-        n = left if n is None or n < 0 else min(n, left)
-        if n > MAX_KEPT_ARGUMENT:
-            self._pos += n
-            self._raw.seek(self._pos)
-            self.stepped = True
-            return _Stepped(n)
-        data = self._raw.read(n)
-        self._pos += len(data)
-        return data
-
-    def readline(self, limit: int = -1) -> bytes:
-        data = self._raw.readline(min(self._end - self._pos, MAX_LINE))
-        self._pos += len(data)
-        self.long_line = len(data) == MAX_LINE and not data.endswith(b"\n")
-        return data
 
 
 class Damaged(Exception):
@@ -93,10 +44,6 @@ class Damaged(Exception):
         self.offset = offset
         self.findings = findings
         self.imported = imported
-
-
-_MARK = object()  # a MARK on the symbolic stack
-_OPAQUE = object()  # any value that is not a constant string
 
 
 @dataclass
@@ -118,6 +65,8 @@ class Pickle:
     imported: bool = False
     joblib: bool = False
     torch_magic: bool = False
+    value: object = OPAQUE  # what the pickle loads, when the loader keeps values
+    extra: list[Finding] = field(default_factory=list)  # from the loader's own reading
 
     def hit(self, key: str, severity: Severity, check: str, reason: str, offset: int) -> None:
         found = self.hits.get((check, key))
@@ -137,27 +86,51 @@ class Pickle:
                 reason=hit.reason + (f" ({hit.count} times)" if hit.count > 1 else ""),
             )
             for hit in self.hits.values()
-        ]
+        ] + self.extra
+
+
+BuildHook = Callable[..., "list[Finding] | None"]
+
+
+@dataclass(frozen=True)
+class Loader:
+    """Who reads the pickle. `name` picks the allowlist (pickle_globals.toml [allowed_in]);
+    `track` keeps the values of pickle_values; `on_build(built, stream, walk)` runs after
+    each BUILD of an object and returns findings when it read or skipped bytes of the
+    stream itself (None when that object was not its business)."""
+
+    name: str = "pickle"
+    track: bool = False
+    on_build: BuildHook | None = None
+
+
+PICKLE = Loader()
 
 
 # joblib writes array bytes inside the stream after this global: a decoder error then says so.
 _JOBLIB_WRAPPER = "joblib.numpy_pickle.NumpyArrayWrapper"
 
 
-def _record_import(
-    result: Pickle,
-    module: str,
-    qualname: str,
-    protocol: int,
-    offset: int,
-    code_modules: tuple[str, ...],
-) -> None:
-    result.imported = True
-    ruling = judge(module, qualname, protocol, code_modules)
-    if ruling.name == _JOBLIB_WRAPPER:
-        result.joblib = True
-    if ruling.severity is not None:
-        result.hit(ruling.name, ruling.severity, ruling.check, ruling.reason, offset)
+@dataclass
+class Walk:
+    """What scan_one knows while it walks one pickle (a Loader's hook sees it too)."""
+
+    result: Pickle
+    code_modules: tuple[str, ...]
+    loader: Loader
+    stack: list[object] = field(default_factory=list)
+    memo: dict[int, object] = field(default_factory=dict)
+    protocol: int = 0  # the unpickler starts each load at 0 and maps old names while < 3
+    reads: int = 0  # how often the loader's hook read or skipped bytes of the stream
+
+    def record_import(self, module: str, qualname: str, offset: int) -> Global:
+        self.result.imported = True
+        ruling = judge(module, qualname, self.protocol, self.code_modules, self.loader.name)
+        if ruling.name == _JOBLIB_WRAPPER:
+            self.result.joblib = True
+        if ruling.severity is not None:
+            self.result.hit(ruling.name, ruling.severity, ruling.check, ruling.reason, offset)
+        return Global(ruling.name)
 
 
 def _stack_effects() -> dict[str, tuple[bool, int, int]]:
@@ -175,14 +148,20 @@ def _stack_effects() -> dict[str, tuple[bool, int, int]]:
 _EFFECTS = _stack_effects()
 
 
-def scan_one(stream: OpStream, *, file: str, where: str, code_modules: tuple[str, ...]) -> Pickle:
+def scan_one(
+    stream: OpStream,
+    *,
+    file: str,
+    where: str,
+    code_modules: tuple[str, ...],
+    loader: Loader = PICKLE,
+) -> Pickle:
     """Decode one pickle up to its STOP, tracking just enough stack to resolve imports."""
-    result = Pickle(file=file, where=where)
-    stack: list[object] = []
-    memo: dict[int, object] = {}
-    protocol = 0  # the unpickler starts each load at 0 and maps old names while < 3
+    walk = Walk(Pickle(file=file, where=where), code_modules, loader)
+    result, stack, memo = walk.result, walk.stack, walk.memo
     integers: list[int] = []
     decoded = 0
+    stream.frame_end = None  # each load starts outside any frame
     opcodes = pickletools.genops(stream)
     while True:
         offset = stream.tell()
@@ -197,24 +176,26 @@ def scan_one(stream: OpStream, *, file: str, where: str, code_modules: tuple[str
             ) from None
         name = opcode.name
         decoded += 1
-        if name in _STRING_OPCODES:
-            stack.append(_OPAQUE if stream.stepped else arg)
+        if name in _INTEGER_OPCODES and len(integers) < 2:
+            integers.append(arg)
+        if name in STRING_OPCODES:
+            stack.append(OPAQUE if stream.stepped else arg)
         elif name == "MEMOIZE":
-            memo[len(memo)] = _top(stack)
-        elif name in _PUT_OPCODES:
-            memo[arg] = _top(stack)
-        elif name in _GET_OPCODES:
-            stack.append(memo.get(arg, _OPAQUE))
+            memo[len(memo)] = values.top(stack)
+        elif name in PUT_OPCODES:
+            memo[arg] = values.top(stack)
+        elif name in GET_OPCODES:
+            stack.append(memo.get(arg, OPAQUE))
         elif name == "MARK":
-            stack.append(_MARK)
+            stack.append(MARK)
         elif name == "DUP":
-            stack.append(_top(stack))
-        elif name == "POP" and stack and stack[-1] is _MARK:
+            stack.append(values.top(stack))
+        elif name == "POP" and stack and stack[-1] is MARK:
             stack.pop()
         elif name == "STACK_GLOBAL":
-            qualname, module = _pop(stack), _pop(stack)
+            qualname, module = values.pop(stack), values.pop(stack)
             if isinstance(module, str) and isinstance(qualname, str):
-                _record_import(result, module, qualname, protocol, offset, code_modules)
+                stack.append(walk.record_import(module, qualname, offset))
             else:
                 result.imported = True
                 result.hit(
@@ -225,12 +206,26 @@ def scan_one(stream: OpStream, *, file: str, where: str, code_modules: tuple[str
                     "are not constant strings), a way to hide what it imports",
                     offset,
                 )
-            stack.append(_OPAQUE)
+                stack.append(OPAQUE)
+        elif name == "FRAME":
+            stream.frame_end = stream.tell() + arg
+        elif name in ("GLOBAL", "INST"):
+            module, _, qualname = arg.partition(" ")
+            imported = walk.record_import(module, qualname, offset)
+            if not loader.track:
+                apply_effect(stack, name)
+            elif name == "GLOBAL":
+                stack.append(imported)
+            else:
+                stack.append(values.instance_of_inst(imported.name, stack))
+        elif name == "STOP":
+            pass  # what it pops is what the pickle loads: kept for result.value
+        elif name == "BUILD" and loader.track:
+            _build(walk, stream, offset)
+        elif loader.track and values.apply(stack, name, OPAQUE if stream.stepped else arg):
+            pass
         else:
-            if name in ("GLOBAL", "INST"):
-                module, _, qualname = arg.partition(" ")
-                _record_import(result, module, qualname, protocol, offset, code_modules)
-            elif name in _EXT_OPCODES:
+            if name in EXT_OPCODES:
                 result.imported = True
                 result.hit(
                     str(arg),
@@ -241,40 +236,67 @@ def scan_one(stream: OpStream, *, file: str, where: str, code_modules: tuple[str
                     offset,
                 )
             elif name == "PROTO":
-                protocol = arg
-            elif name in _INTEGER_OPCODES and len(integers) < 2:
-                integers.append(arg)
-            _apply_effect(stack, name)
+                walk.protocol = arg
+            apply_effect(stack, name)
         if name == "STOP":
+            _check_frame_at_stop(stream, offset, result)
             # torch writes the magic number alone: PROTO, (FRAME,) LONG1, STOP.
             result.torch_magic = decoded <= 4 and integers == [TORCH_MAGIC]
+            result.value = values.top(stack) if loader.track else OPAQUE
             return result
 
 
-def _top(stack: list[object]) -> object:
-    """The value on top, as far as the unpickler's stack above the last MARK has one."""
-    return stack[-1] if stack and stack[-1] is not _MARK else _OPAQUE
+def _build(walk: Walk, stream: OpStream, offset: int) -> None:
+    """BUILD with values kept: record the state, and let the loader read what follows."""
+    stack, result, hook = walk.stack, walk.result, walk.loader.on_build
+    state = values.pop(stack)
+    built = values.top(stack)
+    if not isinstance(built, Instance):
+        return
+    built.build(state)
+    if hook is None:
+        return
+    try:
+        found = hook(built, stream, walk)
+    except Unverified as error:
+        findings = result.findings + error.findings
+        raise Damaged(error.reason, offset, findings, imported=True) from None
+    if found is not None:  # the loader replaced the object with what it read
+        result.extra += found
+        stack[-1] = OPAQUE
+        walk.reads += 1
 
 
-def _pop(stack: list[object]) -> object:
-    return stack.pop() if stack and stack[-1] is not _MARK else _OPAQUE
+def _check_frame_at_stop(stream: OpStream, offset: int, result: Pickle) -> None:
+    # pickle.dump ends every frame with the STOP. A frame that goes on past it leaves the
+    # next read where the loader's buffering puts it (after the STOP for some, at the
+    # frame's end for others), so what follows could be read two ways.
+    if stream.frame_end is not None and stream.tell() < stream.frame_end:
+        reason = (
+            f"the pickle stops {stream.frame_end - stream.tell()} bytes before the end of "
+            "its frame; loaders disagree on where the data after it starts"
+        )
+        raise Damaged(reason, offset, result.findings, result.imported)
 
 
-def _apply_effect(stack: list[object], name: str) -> None:
+def apply_effect(stack: list[object], name: str) -> None:
     to_mark, popped, pushed = _EFFECTS[name]
     if to_mark:
-        while stack and stack.pop() is not _MARK:
+        while stack and stack.pop() is not MARK:
             pass
     del stack[max(0, len(stack) - popped) :]
-    stack.extend([_OPAQUE] * pushed)
+    stack.extend([OPAQUE] * pushed)
 
 
 def _damage_reason(error: Exception, stream: OpStream, result: Pickle) -> str:
+    if isinstance(error, Unverified):  # the stream's own reader refused (a size cap)
+        return error.reason
     if stream.long_line:
         return f"a protocol 0 line longer than {MAX_LINE // 2**20} MiB, which owl does not read"
     if result.joblib:
         return (
-            "joblib writes array bytes inside the pickle stream, and owl cannot read past them yet"
+            "joblib's array bytes follow a NumpyArrayWrapper here, but this pickle is not "
+            "one joblib.load reads (a pickle loader fails at them)"
         )
     detail = str(error)
     detail = detail if len(detail) <= 120 else detail[:117] + "..."

@@ -2,7 +2,9 @@
 
 An allowed global is no finding; a module, name or attribute the table lists as critical
 (a way to run commands, evaluate code or reach os) is a critical finding; anything else
-is a high one, since model files do not need it. The opcode walker (pickle_ops) asks
+is a high one, since model files do not need it. A few globals are allowed only where a
+given loader reads the pickle ([allowed_in.<loader>]: joblib's array placeholder means
+something only to joblib.load). The opcode walker (pickle_ops) asks
 `judge` about each import it resolves and records the ruling itself: this module knows
 the table, not the walker.
 """
@@ -10,6 +12,7 @@ the table, not the walker.
 from __future__ import annotations
 
 import _compat_pickle
+import re
 import tomllib
 from dataclasses import dataclass
 from functools import cache
@@ -18,6 +21,8 @@ from pathlib import Path
 from owl.scan.findings import Severity
 
 _TABLE = Path(__file__).with_name("pickle_globals.toml")
+# What a module path or qualified name can look like to an import that can succeed.
+IDENTIFIER_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class Policy:
     """pickle_globals.toml: what is allowed, what is critical and why, what is high."""
 
     allowed: frozenset[str]
+    allowed_in: dict[str, frozenset[str]]
     critical_modules: dict[str, str]
     critical_names: dict[str, str]
     critical_attributes: dict[str, str]
@@ -50,6 +56,7 @@ def policy() -> Policy:
     critical = data["critical"]
     return Policy(
         allowed=frozenset(data["allowed"]),
+        allowed_in={loader: frozenset(names) for loader, names in data["allowed_in"].items()},
         critical_modules=critical["modules"],
         critical_names=critical["names"],
         critical_attributes=critical["attributes"],
@@ -58,8 +65,15 @@ def policy() -> Policy:
     )
 
 
-def judge(module: str, qualname: str, protocol: int, code_modules: tuple[str, ...]) -> Ruling:
-    """The ruling on one import: allowed (no severity), else a critical or high finding."""
+def judge(
+    module: str,
+    qualname: str,
+    protocol: int,
+    code_modules: tuple[str, ...],
+    loader: str = "pickle",
+) -> Ruling:
+    """The ruling on one import read by `loader`: allowed (no severity), else a critical or
+    high finding."""
     written = f"{module}.{qualname}"
     if protocol < 3:  # what pickle itself does for Python 2 names (fix_imports)
         if (module, qualname) in _compat_pickle.NAME_MAPPING:
@@ -68,7 +82,8 @@ def judge(module: str, qualname: str, protocol: int, code_modules: tuple[str, ..
             module = _compat_pickle.IMPORT_MAPPING[module]
     full = f"{module}.{qualname}"
     table = policy()
-    if full in table.allowed or any(_under(module, code) for code in code_modules):
+    allowed = full in table.allowed or full in table.allowed_in.get(loader, ())
+    if allowed or any(_under(module, code) for code in code_modules):
         return Ruling(full)
     label = full if full == written else f"{full} (written {written})"
     why = _critical_reason(module, qualname, table)
@@ -79,6 +94,11 @@ def judge(module: str, qualname: str, protocol: int, code_modules: tuple[str, ..
         full, "model files do not need; loading the file imports it and may call it"
     )
     return Ruling(full, Severity.HIGH, "pickle.unknown-global", f"imports {label}, which {why}")
+
+
+def names_an_import(module: str, qualname: str) -> bool:
+    """Whether `module` and `qualname` are dotted identifiers, as importable names are."""
+    return bool(IDENTIFIER_PATH.fullmatch(module) and IDENTIFIER_PATH.fullmatch(qualname))
 
 
 def _under(module: str, parent: str) -> bool:

@@ -13,6 +13,8 @@ tests as a second opinion: whatever it calls dangerous, owl must flag.
 
 A file may hold several pickles back to back; all are scanned. The legacy (non-zip)
 torch.save format is five pickles followed by raw storage bytes, which are not read.
+A pickle file is read as joblib.load reads it (joblib_arrays): the array bytes joblib
+writes after each NumpyArrayWrapper are skipped, and checked against pickle.load's reading.
 
 This module holds the entry points (sniffing a head, a file, a stream, a mislabelled
 name); pickle_ops walks one pickle's opcodes and pickle_policy judges its imports.
@@ -24,13 +26,14 @@ import io
 import os
 import pickle
 import pickletools
-import re
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from owl.scan.findings import Finding, Severity, Unverified
-from owl.scan.pickle_ops import MAX_KEPT_ARGUMENT, MAX_LINE, Damaged, OpStream, location, scan_one
-from owl.scan.pickle_policy import policy
+from owl.scan.joblib_arrays import JOBLIB
+from owl.scan.pickle_ops import PICKLE, Damaged, Loader, scan_one
+from owl.scan.pickle_policy import IDENTIFIER_PATH, names_an_import, policy
+from owl.scan.pickle_stream import MAX_KEPT_ARGUMENT, MAX_LINE, OpStream, location
 
 __all__ = [
     "MAX_KEPT_ARGUMENT",
@@ -44,7 +47,6 @@ __all__ = [
 
 TORCH_LEGACY_PICKLES = 5  # magic, protocol, sys_info, the object, storage keys
 
-_IDENTIFIER_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 # Opcodes a real pickle can start with: the first opcode must push something (or be
 # PROTO/FRAME), else the unpickler fails at once.
 _FIRST_OPCODES = frozenset(
@@ -103,9 +105,9 @@ def _weight_of_cut_opcode(rest: bytes) -> int:
         return 0
     if opcode.name in ("GLOBAL", "INST"):
         *lines, partial = rest[1:].split(b"\n")
-        if not all(_IDENTIFIER_PATH.fullmatch(line.decode("latin-1")) for line in lines):
+        if not all(IDENTIFIER_PATH.fullmatch(line.decode("latin-1")) for line in lines):
             return 0
-        if partial and not _IDENTIFIER_PATH.fullmatch(partial.decode("latin-1").rstrip(".")):
+        if partial and not IDENTIFIER_PATH.fullmatch(partial.decode("latin-1").rstrip(".")):
             return 0
         return 2 if lines else 1
     width = _LENGTH_WIDTHS.get(opcode.name)
@@ -116,7 +118,7 @@ def _weight_of_cut_opcode(rest: bytes) -> int:
 
 def _names_an_import(arg: object) -> bool:
     module, _, qualname = str(arg).partition(" ")
-    return bool(_IDENTIFIER_PATH.fullmatch(module) and _IDENTIFIER_PATH.fullmatch(qualname))
+    return names_an_import(module, qualname)
 
 
 def scan_pickle(path: Path, *, file: str) -> list[Finding]:
@@ -131,7 +133,7 @@ def scan_pickle(path: Path, *, file: str) -> list[Finding]:
     try:
         with path.open("rb") as raw:
             size = os.fstat(raw.fileno()).st_size
-            return scan_pickle_stream(raw, size=size, file=file) + named
+            return scan_pickle_stream(raw, size=size, file=file, loader=JOBLIB) + named
     except OSError as error:
         raise Unverified(f"cannot read the file: {error.strerror or error}") from error
     except Unverified as error:
@@ -153,12 +155,14 @@ def scan_pickle_stream(
     start: int = 0,
     single: bool = False,
     code_modules: tuple[str, ...] = (),
+    loader: Loader = PICKLE,
 ) -> list[Finding]:
     """Scan the pickles in `raw` from offset `start` to `size` (a seekable binary stream).
 
     `single` scans only the first pickle (what numpy.load reads after an .npy header).
     Globals under `code_modules` are resolved by a loader other than pickle (TorchScript's
     `__torch__` classes come from the archive's code/), which the caller reports once.
+    `loader` is who reads the pickles (a joblib file's reader skips its array bytes).
     Offsets in locations are `raw`'s.
     """
     stream = OpStream(raw, start, size)
@@ -168,7 +172,7 @@ def scan_pickle_stream(
     while stream.tell() < size and (expected is None or count < expected):
         offset = stream.tell()
         try:
-            one = scan_one(stream, file=file, where=where, code_modules=code_modules)
+            one = scan_one(stream, file=file, where=where, code_modules=code_modules, loader=loader)
         except Damaged as damage:
             findings += damage.findings
             if count and expected is None and not damage.imported:

