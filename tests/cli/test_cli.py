@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from owl.store.aliases import aliases
 from tests.conftest import cli_env
 from tests.support.cli import OWL, owl
 
@@ -85,7 +86,7 @@ def test_interactive_chat_keeps_the_conversation(owl_env: Path) -> None:
 def test_list_and_show(owl_env: Path) -> None:
     listed = owl(owl_env, "list", "--json")
     assert listed.returncode == 0, listed.stderr
-    (entry,) = json.loads(listed.stdout)
+    entry = next(m for m in json.loads(listed.stdout) if m["name"] == "smollm2")
     assert entry["name"] == "smollm2" and entry["info"]["quantization"] == "Q4_1"
     table = owl(owl_env, "list")
     assert "NAME" in table.stdout and "smollm2" in table.stdout and "apache-2.0" in table.stdout
@@ -122,13 +123,13 @@ def test_pull_list_rm_a_local_file(owl_env: Path, bundled_gguf: Path, tmp_path: 
     assert pulled.returncode == 0, pulled.stderr
     assert "pulled tiny" in pulled.stdout
     names = [entry["name"] for entry in json.loads(owl(owl_env, "list", "--json").stdout)]
-    assert names == ["smollm2", "tiny"]
+    assert names == sorted([*sorted(str(a.name) for a in aliases().values() if a.offline), "tiny"])
     clash = owl(owl_env, "pull", str(local), "--name", "smollm2")
     assert clash.returncode == 1 and "--name" in clash.stderr
     removed = owl(owl_env, "rm", "tiny")
     assert removed.returncode == 0 and "deleted tiny" in removed.stdout
     names = [entry["name"] for entry in json.loads(owl(owl_env, "list", "--json").stdout)]
-    assert names == ["smollm2"]
+    assert names == sorted(str(a.name) for a in aliases().values() if a.offline)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from owl import engine
 from owl.config import Settings
 from owl.engine import Capability
 from owl.engine.registry import ENTRIES, select
-from owl.errors import EngineError, NotEmbeddable
+from owl.errors import EngineError, NotEmbeddable, WrongModelKind
 from owl.pull import pull
 from owl.store import Manifest, Store
 from tests.support.tiny_gguf import write_tiny_gguf
@@ -32,11 +32,13 @@ def select_format(format: str, capability: Capability) -> object:
 
 
 def test_a_format_no_backend_runs_is_refused_with_what_owl_runs(tiny: Manifest) -> None:
-    onnx = tiny.model_copy(update={"format": "onnx"})
-    with pytest.raises(EngineError, match=r"is onnx; owl runs gguf, safetensors models"):
-        select(onnx, Capability.CHAT)
+    tflite = tiny.model_copy(update={"format": "tflite"})
+    with pytest.raises(
+        EngineError, match=r"is tflite; owl runs gguf, safetensors, ctranslate2, onnx"
+    ):
+        select(tflite, Capability.CHAT)
     with pytest.raises(NotEmbeddable, match="owl makes embeddings with llama.cpp from GGUF"):
-        select(onnx, Capability.EMBED)
+        select(tflite, Capability.EMBED)
 
 
 def test_embeddings_of_a_safetensors_model_say_to_convert_it(
@@ -51,8 +53,10 @@ def test_a_capability_the_formats_backend_lacks_is_refused(tiny: Manifest) -> No
     folder = tiny.model_copy(update={"format": "safetensors"})
     with pytest.raises(EngineError, match="cannot score with"):
         select(folder, Capability.SCORE)
-    with pytest.raises(EngineError, match="cannot transcribe with"):
+    with pytest.raises(WrongModelKind, match="not a speech-to-text one"):
         select(tiny, Capability.TRANSCRIBE)
+    with pytest.raises(WrongModelKind, match="not a voice"):
+        select(tiny, Capability.SPEAK)
 
 
 def test_capabilities_of_a_causal_gguf_a_folder_and_an_embedding_gguf(

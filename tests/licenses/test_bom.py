@@ -13,6 +13,7 @@ from owl.config import Settings
 from owl.licenses.bom import bom_json
 from owl.pull import pull
 from owl.store import Store
+from owl.store.aliases import aliases
 from owl.store.manifest import Parent, Source
 from owl.store.ref import RefKind
 from tests.support.cli import owl
@@ -80,4 +81,5 @@ def test_owl_bom_writes_a_file(owl_env: Path, tmp_path: Path) -> None:
     result = owl(owl_env, "bom", "-o", str(target))
     assert result.returncode == 0, result.stderr
     document = _valid(target.read_text())
-    assert [component["name"] for component in document["components"]] == ["smollm2"]
+    names = sorted(component["name"] for component in document["components"])
+    assert names == sorted(str(a.name) for a in aliases().values() if a.offline)
