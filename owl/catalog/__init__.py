@@ -16,7 +16,10 @@ One table in catalog.toml is one entry a user can pull by its owl name, e.g.
   Hub. `gated` means the publisher's Hub repository (`repos[0]`) asks you to accept terms
   before it lets you download.
 - `gguf_repo`/`gguf_file` name a well-known GGUF a user can run with owl; `alias` points at
-  one of owl's built-in names instead (the embedded SmolLM2).
+  one of owl's built-in names instead (the embedded SmolLM2); `pull` is an `hf:` reference
+  to a model folder owl runs instead: a CTranslate2 Whisper repository
+  (hf:Systran/faster-whisper-small) or a Piper voice's folder
+  (hf:rhasspy/piper-voices/en/en_US/lessac/medium). `repos` stay the publisher's own.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from owl.errors import OwlError
-from owl.store.ref import DEFAULT_TAG, parse_name
+from owl.store.ref import DEFAULT_TAG, RefKind, parse_name, parse_ref
 
 __all__ = [
     "CatalogEntry",
@@ -104,6 +107,7 @@ class CatalogEntry(BaseModel):
     repos: tuple[str, ...]
     gguf_repo: str | None = None
     gguf_file: str | None = None
+    pull: str | None = None
     gated: bool = False
     alias: str | None = None
     note: str | None = None
@@ -171,6 +175,15 @@ class CatalogEntry(BaseModel):
             raise ValueError(f"{value!r} is not a .gguf path inside a repository")
         return value
 
+    @field_validator("pull")
+    @classmethod
+    def _hub_ref(cls, value: str | None) -> str | None:
+        if value is not None:
+            ref = parse_ref(value)
+            if ref.kind is not RefKind.HF or ref.revision is not None or value != ref.raw:
+                raise ValueError(f"{value!r} is not a Hub reference hf:Org/Repo[/path]")
+        return value
+
     @field_validator("alias")
     @classmethod
     def _alias_name(cls, value: str | None) -> str | None:
@@ -182,6 +195,8 @@ class CatalogEntry(BaseModel):
     def _consistent(self) -> CatalogEntry:
         if self.gguf_file is not None and self.gguf_repo is None:
             raise ValueError("gguf_file needs a gguf_repo")
+        if self.pull is not None and (self.gguf_repo is not None or self.alias is not None):
+            raise ValueError("give one of pull, gguf_repo and alias: each names what owl pulls")
         if self.license == "other" and not self.license_name and not self.note:
             raise ValueError("license 'other' needs a license_name or a note that explains it")
         return self
@@ -199,9 +214,11 @@ class CatalogEntry(BaseModel):
         return self.license
 
     def pull_ref(self) -> str | None:
-        """The reference `owl pull` uses for this entry; None when there is no GGUF to run."""
+        """The reference `owl pull` uses for this entry; None when owl has nothing to run."""
         if self.alias:
             return self.alias
+        if self.pull:
+            return self.pull
         if self.gguf_repo and self.gguf_file:
             return f"hf:{self.gguf_repo}/{self.gguf_file}"
         if self.gguf_repo:

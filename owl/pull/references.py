@@ -4,6 +4,7 @@ manifest in the store."""
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from owl.pull.admission import Licensing, admit, discard
 from owl.pull.allowlist import check_source
 from owl.pull.folder import pull_folder
 from owl.pull.sources import fetch
+from owl.pull.sources.hf_folder import HubFolder, download, locate
 from owl.pull.sources.package import package_folder
 from owl.signatures import NO_TRUST, Trust
 from owl.store.aliases import aliases, find_alias
@@ -90,10 +92,14 @@ def pull(
     `ref` is a store name or built-in alias, a local file, a local Hugging Face model folder
     (config.json, *.safetensors, tokenizer files: stored as one model of format
     "safetensors", one blob per file), an http(s) URL, an `hf:` Hub file or a `package:`
-    file. The model is named `name`, else the file's stem (the folder's name). Pulling
-    a name already stored from a different source raises NameClash. `parameters` are the
-    model's default sampling parameters (a built-in alias brings its own). With
-    `expect_digest` (owl.lock's pin) other bytes are refused with LockMismatch.
+    file. An `hf:` repository or folder that holds a CTranslate2 Whisper (model.bin,
+    config.json: hf:Systran/faster-whisper-small) or a Piper voice
+    (hf:rhasspy/piper-voices/en/en_US/lessac/medium) is pulled as one model folder, its
+    commit recorded. The model is named `name`, else the file's stem (the folder's name,
+    the repository's, the voice's). Pulling a name already stored from a different source
+    raises NameClash. `parameters` are the model's default sampling parameters (a built-in
+    alias brings its own). With `expect_digest` (owl.lock's pin) other bytes are refused
+    with LockMismatch.
 
     The license is looked for in the file's metadata, the Hub model card, owl's catalog
     and built-in names (`license_sources`), and `license` when the caller gives one; where
@@ -161,11 +167,16 @@ def pull(
         )
 
     check_source(ref, settings=settings)  # OWL_ALLOWED_SOURCES: before anything is fetched
+    # A Hub reference is read from the repository's file list: a folder, or the file to fetch.
+    on_hub = locate(ref, settings=settings) if ref.kind is RefKind.HF else ref
+    hub_folder, to_fetch = (on_hub, ref) if isinstance(on_hub, HubFolder) else (None, on_hub)
     located = _local_folder(ref)
     folder, folder_source = located if located else (None, None)
-    uri = folder_source.uri if folder_source else _source_uri(ref)
+    uri = hub_folder.uri if hub_folder else folder_source.uri if folder_source else _source_uri(ref)
     if name:
         target = parse_name(name)
+    elif hub_folder is not None:
+        target = hub_folder.name
     elif folder is not None and ref.kind is RefKind.FILE:
         target = name_from_stem(folder.name, source=ref.raw)
     else:
@@ -176,24 +187,29 @@ def pull(
             f"a model named '{target}' already exists (from {existing.source.uri}); "
             f"pull with --name OTHER, or `owl rm {target}` first"
         )
-    if folder is not None:
+    if folder is not None or hub_folder is not None:
         if expect_digest is not None:
             raise LockMismatch(
-                f"{LOCK_FILE} pins one file for '{target}', but {folder} is a model folder"
+                f"{LOCK_FILE} pins one file for '{target}', but {uri} is a model folder"
             )
-        return _trusted(
-            pull_folder(
-                folder,
-                source=folder_source,
+        # A Hub folder is downloaded into the HF cache first; nothing is stored if that fails.
+        opened = (
+            download(hub_folder, settings=settings)
+            if hub_folder is not None
+            else nullcontext((folder, folder_source))
+        )
+        with opened as (path, source):
+            stored = pull_folder(
+                path,
+                source=source,
                 store=store,
                 target=target,
                 licensing=Licensing.given(license_sources, user=license),
                 parameters=parameters,
                 progress=progress,
                 trust=trust,
-            ),
-            trust,
-        )
+            )
+        return _trusted(stored, trust)
     if ref.kind is RefKind.FILE and ref.path is not None and ref.path.is_file():
         # Refuse a non-model file before copying it.
         if detect(ref.path) == "safetensors":
@@ -204,7 +220,11 @@ def pull(
 
     restoring = existing is not None and store.discard_damaged(existing)
     fetched = fetch(
-        ref, blobs=store.blobs, settings=settings, progress=progress, allow_private=allow_private
+        to_fetch,
+        blobs=store.blobs,
+        settings=settings,
+        progress=progress,
+        allow_private=allow_private,
     )
     if expect_digest is not None and fetched.digest != expect_digest:
         discard(store, [fetched.digest])
@@ -272,7 +292,8 @@ def _pull_from_catalog(
     if source is None:
         raise ModelNotFound(
             f"'{entry.name}' ({entry.display_name}, {entry.modality} {entry.architecture}) is in "
-            "owl's catalog but has no GGUF file that owl can run yet; its weights are at "
+            "owl's catalog but has nothing owl can run yet (a GGUF file, a CTranslate2 "
+            "Whisper or a Piper voice); its weights are at "
             + ", ".join(f"hf:{repo}" for repo in entry.repos)
         )
     return pull(

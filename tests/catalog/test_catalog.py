@@ -183,7 +183,7 @@ def test_max_params_compares_the_nominal_size_exactly() -> None:
 
 
 def test_filters_combine() -> None:
-    found = search("whisper", modality="audio", license="apache-2.0", max_params=500e6)
+    found = search("whisper", modality="audio", license="mit", max_params=500e6)
     assert [entry.name for entry in found] == ["whisper-tiny", "whisper-base", "whisper-small"]
 
 
@@ -241,6 +241,7 @@ def _entry(**fields: object) -> CatalogEntry:
             "hf:Org/Some-GGUF/some.Q4_K_M.gguf",
         ),
         ({"gguf_repo": "Org/Some-GGUF"}, "hf:Org/Some-GGUF"),
+        ({"pull": "hf:Org/Some-CT2"}, "hf:Org/Some-CT2"),
         ({}, None),
     ],
 )
@@ -254,7 +255,32 @@ def test_pull_refs_of_real_entries() -> None:
     )
     assert find("qwen2.5-72b-instruct").pull_ref() == "hf:bartowski/Qwen2.5-72B-Instruct-GGUF"
     assert find("stable-diffusion-xl-base-1.0").pull_ref() is None
-    assert find("whisper-large-v3").pull_ref() is None
+    assert find("wav2vec2-base-960h").pull_ref() is None
+
+
+def test_speech_entries_pull_folders_owl_runs() -> None:
+    # Whisper comes as faster-whisper's CTranslate2 conversion, not OpenAI's transformers repo.
+    for size in ("tiny", "base", "small", "medium", "large-v3"):
+        entry = find(f"whisper-{size}")
+        assert entry.pull_ref() == f"hf:Systran/faster-whisper-{size}"
+        assert entry.repos[0] == f"openai/whisper-{size}"  # the publisher's own stays first
+        assert entry.license == "mit"
+    turbo = find("whisper-large-v3-turbo").pull_ref()
+    assert turbo == "hf:mobiuslabsgmbh/faster-whisper-large-v3-turbo"
+    voices = {
+        "en_us-lessac-medium": ("en/en_US/lessac/medium", "lessac-blizzard-2013"),
+        "en_us-amy-medium": ("en/en_US/amy/medium", "mimic3-voices"),
+        "en_gb-alan-medium": ("en/en_GB/alan/medium", "mimic3-voices-apope"),
+        "de_de-thorsten-medium": ("de/de_DE/thorsten/medium", "cc0-1.0"),
+    }
+    for name, (folder, license) in voices.items():
+        entry = find(name)
+        ref = parse_ref(entry.pull_ref())
+        assert (ref.kind, ref.repo_id, ref.filename) == (RefKind.HF, "rhasspy/piper-voices", folder)
+        assert entry.license_label == license and entry.task == "text-to-speech"
+        assert entry.modality is Modality.AUDIO and entry.family == "Piper"
+    # A voice's store name is its file's stem, as a pull of its folder names it.
+    assert find("en_US-lessac-medium") is find("en_us-lessac-medium")
 
 
 @pytest.mark.parametrize(
@@ -275,6 +301,9 @@ def test_pull_refs_of_real_entries() -> None:
         {"gguf_repo": "Org/R", "gguf_file": "../model.gguf"},
         {"gguf_repo": "Org/R", "gguf_file": "model.bin"},
         {"alias": "Not An Alias"},
+        {"pull": "https://host/model.gguf"},
+        {"pull": "hf:Org/Repo@main"},
+        {"pull": "hf:Org/Repo", "gguf_repo": "Org/Repo-GGUF"},
         {"family": " "},
         {"typo_field": 1},
     ],

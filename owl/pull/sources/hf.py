@@ -2,12 +2,16 @@
 
 huggingface_hub brings auth tokens, revisions, resumable downloads, HF_ENDPOINT mirrors
 and its offline cache; owl then copies the file into its own store, checking the Hub's
-sha256 (the ETag of an LFS file, which also names its blob in the HF cache).
+sha256 (the ETag of an LFS file, which also names its blob in the HF cache). A reference
+that names a model folder (a CTranslate2 Whisper, a Piper voice) is hf_folder's.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from owl.config import Settings
@@ -38,7 +42,8 @@ def pick_gguf(repo_id: str, files: list[str]) -> str:
     )
 
 
-def _commit_of(path: Path) -> str | None:
+def commit_of(path: Path) -> str | None:
+    """The commit of a file in the HF cache: the name of the snapshot folder that holds it."""
     parts = path.parts
     if "snapshots" in parts:
         index = len(parts) - 1 - parts[::-1].index("snapshots")
@@ -46,18 +51,80 @@ def _commit_of(path: Path) -> str | None:
     return None
 
 
-def _repo_files(repo_id: str, revision: str | None, settings: Settings) -> list[str]:
-    """The files of a repository: the Hub's list, or offline the GGUFs of its cached snapshot."""
+def hub_digest(path: Path) -> str | None:
+    """The sha256 the Hub gave for a file it downloaded into the HF cache, where it gave one.
+
+    An LFS file's ETag is its sha256 and names its blob in the cache; a small file's is its
+    git hash, which says nothing of its sha256.
+    """
+    etag = path.resolve().name
+    return f"sha256:{etag}" if _SHA256_HEX.match(etag) else None
+
+
+def repo_files(
+    repo_id: str, revision: str | None, settings: Settings, *, patterns: Sequence[str] = ("*.gguf",)
+) -> list[str]:
+    """The files of a repository (paths in it): the Hub's list, or offline those of its cached
+    snapshot that match `patterns`.
+
+    Offline, huggingface_hub refuses a cached snapshot that lacks a file, among those that
+    match `patterns`, which a listing it cached earlier names; `patterns` are therefore the
+    files the caller needs, so that a README's image never downloaded leaves the model
+    reachable.
+    """
     from huggingface_hub import HfApi, snapshot_download
 
     if settings.hf_offline:
         folder = Path(
             snapshot_download(
-                repo_id, revision=revision, local_files_only=True, allow_patterns=["*.gguf"]
+                repo_id, revision=revision, local_files_only=True, allow_patterns=list(patterns)
             )
         )
-        return [path.relative_to(folder).as_posix() for path in folder.rglob("*.gguf")]
+        names = [path.relative_to(folder).as_posix() for path in folder.rglob("*")]
+        return [
+            name
+            for name in names
+            if (folder / name).is_file() and any(fnmatchcase(name, p) for p in patterns)
+        ]
     return HfApi(endpoint=settings.hf_endpoint).list_repo_files(repo_id, revision=revision)
+
+
+@contextmanager
+def hub_errors(where: str, *, filename: str | None, revision: str | None) -> Iterator[None]:
+    """huggingface_hub's errors as owl's, each saying what to do; `where` is hf:Org/Repo."""
+    import httpx2  # huggingface_hub 2.x's HTTP client: its errors are not OSErrors
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        yield
+    except OwlError:
+        raise  # owl's own (pick_gguf's) already say what to do
+    except GatedRepoError as err:
+        raise DownloadError(
+            f"{where} is gated: accept its terms on the Hub, then `hf auth login` ({err})"
+        ) from err
+    except RepositoryNotFoundError as err:
+        raise SourceNotFound(
+            f"{where}: no such repository (or it is private: `hf auth login`)"
+        ) from err
+    except RevisionNotFoundError as err:
+        raise SourceNotFound(f"{where}: no revision {revision!r}") from err
+    except LocalEntryNotFoundError as err:
+        raise DownloadError(
+            f"{where}/{filename or ''}: not in the local Hugging Face cache and the Hub "
+            "cannot be reached (offline?); connect, or unset HF_HUB_OFFLINE"
+        ) from err
+    except EntryNotFoundError as err:
+        raise SourceNotFound(f"{where}: no file {filename!r} in the repository") from err
+    except (HfHubHTTPError, httpx2.TransportError, OSError) as err:
+        raise DownloadError(f"{where}: download failed ({err}); try again") from err
 
 
 def fetch(
@@ -69,23 +136,13 @@ def fetch(
     allow_private: bool = True,  # unused: hf goes to settings.hf_endpoint, the operator's choice
 ) -> Fetched:
     """Download (or take from the HF cache) one file of a Hub repository."""
-    import httpx2  # huggingface_hub 2.x's HTTP client: its errors are not OSErrors
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
 
     assert ref.repo_id is not None
-    where = f"hf:{ref.repo_id}"
-    try:
+    with hub_errors(f"hf:{ref.repo_id}", filename=ref.filename, revision=ref.revision):
         filename = ref.filename
         if filename is None:
-            filename = pick_gguf(ref.repo_id, _repo_files(ref.repo_id, ref.revision, settings))
+            filename = pick_gguf(ref.repo_id, repo_files(ref.repo_id, ref.revision, settings))
         local = hf_hub_download(
             ref.repo_id,
             filename,
@@ -93,33 +150,10 @@ def fetch(
             endpoint=settings.hf_endpoint,
             local_files_only=settings.hf_offline,
         )
-    except OwlError:
-        raise  # pick_gguf's own errors already say what to do
-    except GatedRepoError as err:
-        raise DownloadError(
-            f"{where} is gated: accept its terms on the Hub, then `hf auth login` ({err})"
-        ) from err
-    except RepositoryNotFoundError as err:
-        raise SourceNotFound(
-            f"{where}: no such repository (or it is private: `hf auth login`)"
-        ) from err
-    except RevisionNotFoundError as err:
-        raise SourceNotFound(f"{where}: no revision {ref.revision!r}") from err
-    except LocalEntryNotFoundError as err:
-        raise DownloadError(
-            f"{where}/{ref.filename or ''}: not in the local Hugging Face cache and the Hub "
-            "cannot be reached (offline?); connect, or unset HF_HUB_OFFLINE"
-        ) from err
-    except EntryNotFoundError as err:
-        raise SourceNotFound(f"{where}: no file {ref.filename!r} in the repository") from err
-    except (HfHubHTTPError, httpx2.TransportError, OSError) as err:
-        raise DownloadError(f"{where}: download failed ({err}); try again") from err
 
     path = Path(local)
-    etag = path.resolve().name
-    expected = f"sha256:{etag}" if _SHA256_HEX.match(etag) else None
-    digest = blobs.import_file(path, expected=expected, progress=progress)
-    revision = _commit_of(path) or ref.revision
+    digest = blobs.import_file(path, expected=hub_digest(path), progress=progress)
+    revision = commit_of(path) or ref.revision
     return Fetched(
         digest=digest,
         size=path.stat().st_size,

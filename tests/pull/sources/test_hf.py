@@ -1,23 +1,15 @@
-"""Pulls from the Hugging Face Hub source, against a loopback server that answers like the Hub.
-
-huggingface_hub asks `HEAD {endpoint}/{repo}/resolve/{revision}/{file}` for the commit
-(X-Repo-Commit), the LFS sha256 (X-Linked-Etag) and the size, then GETs the same URL; a
-missing repository, revision or file is a 404 with X-Error-Code. The file list of a
-repository comes from `GET {endpoint}/api/models/{repo}/tree/{revision}`.
-"""
+"""Pulls from the Hugging Face Hub source, against a loopback server that answers like the Hub
+(tests/support/hub.py says how huggingface_hub talks to it)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from owl.config import Settings, load_settings
+from owl.config import load_settings
 from owl.errors import (
     DigestMismatch,
     DownloadError,
@@ -26,98 +18,30 @@ from owl.errors import (
     SourceNotFound,
 )
 from owl.pull import open_store, pull
-from owl.store import RefKind, Store
+from owl.store import RefKind
 from tests.support.fileserver import FileServer
+from tests.support.hub import (
+    COMMIT,
+    TAG_COMMIT,
+    Hub,
+    assert_nothing_stored,
+    isolate_hf_cache,
+    offline_settings,
+    sha256_hex,
+)
 from tests.support.tiny_gguf import write_tiny_gguf
-
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-TAG_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
-
-
-def sha256_hex(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def git_oid(name: str) -> str:
-    return hashlib.sha1(name.encode()).hexdigest()
-
-
-def assert_nothing_stored(store: Store) -> None:
-    assert store.blobs.digests() == set()
-    assert sorted(store.blobs.root.glob("partial-*")) == []
-    assert store.list() == []
 
 
 @pytest.fixture(autouse=True)
 def hf_cache(owl_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """This test's Hugging Face cache.
-
-    huggingface_hub reads HF_HOME once, when it is first imported; without this, every test
-    after the first would share that first test's cache.
-    """
-    from huggingface_hub import constants
-
-    cache = Path(os.environ["HF_HOME"]) / "hub"
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    return cache
-
-
-@dataclass
-class Hub:
-    server: FileServer
-    files: Path
-
-    def add_file(
-        self,
-        repo: str,
-        filename: str,
-        data: Path,
-        *,
-        revision: str = "main",
-        commit: str = COMMIT,
-        etag: str | None = None,
-    ) -> str:
-        """Serve `data` as `filename` of `repo` at `revision`; returns its sha256 hex."""
-        sha = sha256_hex(data)
-        self.server.add(
-            f"/{repo}/resolve/{revision}/{filename}",
-            data,
-            headers={
-                "X-Repo-Commit": commit,
-                "X-Linked-Etag": f'"{etag or sha}"',
-                "X-Linked-Size": str(data.stat().st_size),
-            },
-        )
-        return sha
-
-    def add_tree(self, repo: str, names: list[str], *, revision: str = "main") -> None:
-        entries = [
-            {"type": "file", "path": name, "size": 1, "oid": git_oid(name)} for name in names
-        ]
-        self.server.add_json(f"/api/models/{repo}/tree/{revision}", json.dumps(entries).encode())
-
-    def settings(self, monkeypatch: pytest.MonkeyPatch) -> Settings:
-        monkeypatch.setenv("HF_ENDPOINT", self.server.base)
-        return load_settings()
-
-    def paths(self, method: str) -> list[str]:
-        return [req.path for req in self.server.requests if req.method == method]
+    """This test's Hugging Face cache (tests.support.hub.isolate_hf_cache)."""
+    return isolate_hf_cache(monkeypatch)
 
 
 @pytest.fixture
 def hub(tmp_path: Path):
     with FileServer() as server:
         yield Hub(server, tmp_path / "hub-files")
-
-
-def offline_settings(monkeypatch: pytest.MonkeyPatch, home: Path) -> Settings:
-    """Settings for a fresh OWL_HOME with HF_HUB_OFFLINE=1 (the HF cache stays the same)."""
-    monkeypatch.setenv("OWL_HOME", str(home))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    config = load_settings()
-    assert config.hf_offline
-    return config
 
 
 def test_pull_from_the_hub_stores_the_file_with_its_commit(hub, monkeypatch, hf_cache):
@@ -398,9 +322,9 @@ def test_a_catalog_name_pulls_its_gguf_with_the_catalog_license(hub, monkeypatch
 
 def test_a_catalog_model_without_a_gguf_says_where_its_weights_are(hub, monkeypatch):
     config = hub.settings(monkeypatch)
-    with pytest.raises(ModelNotFound, match="no GGUF file that owl can run yet") as missing:
-        pull("whisper-large-v3", store=open_store(config), settings=config)
-    assert "hf:openai/whisper-large-v3" in str(missing.value)
+    with pytest.raises(ModelNotFound, match="has nothing owl can run yet") as missing:
+        pull("wav2vec2-base-960h", store=open_store(config), settings=config)
+    assert "hf:facebook/wav2vec2-base-960h" in str(missing.value)
     assert hub.server.requests == []
 
 
