@@ -37,7 +37,10 @@ JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of a tabl
 def pull_command(
     ref: Annotated[
         str | None,
-        typer.Argument(help="NAME, ./file.gguf, ./model-folder, https://…, hf:Org/Repo/file.gguf"),
+        typer.Argument(
+            help="NAME, ./file.gguf, ./model-folder, https://…, hf:Org/Repo/file.gguf, "
+            "hf:Systran/faster-whisper-tiny, hf:rhasspy/piper-voices/en/en_US/lessac/medium"
+        ),
     ] = None,
     name: Annotated[
         str | None, typer.Option("--name", "-n", help="Store it under this name.")
