@@ -24,6 +24,23 @@ ALLOW_UNSAFE = Annotated[
 ]
 
 
+def _loaded(
+    name: str, capability: engine.Capability, *, allow_unsafe: bool, by: str
+) -> engine.Loaded:
+    """The model `name` (pulled if it is a built-in or catalog name) loaded for `capability`."""
+    config = load_settings()
+    store = open_store(config)
+    manifest = resolve(name, store=store, settings=config, pull_missing=True)
+    return engine.load(
+        manifest,
+        store=store,
+        settings=config,
+        capability=capability,
+        allow_unsafe=allow_unsafe,
+        by=f"{by} --allow-unsafe",
+    )
+
+
 def transcribe_command(
     audio: Annotated[list[Path], typer.Argument(help="Audio files: wav, flac, mp3, ogg, …")],
     model: Annotated[str, typer.Option("--model", "-m", help="A Whisper model.")] = "whisper",
@@ -52,16 +69,8 @@ def transcribe_command(
     for path in audio:
         if not path.is_file():
             raise typer.BadParameter(f"{path} is not a file")
-    config = load_settings()
-    store = open_store(config)
-    manifest = resolve(model, store=store, settings=config, pull_missing=True)
-    loaded: Transcriber = engine.load(  # type: ignore[assignment]  (asked for TRANSCRIBE)
-        manifest,
-        store=store,
-        settings=config,
-        capability=engine.Capability.TRANSCRIBE,
-        allow_unsafe=allow_unsafe,
-        by="owl transcribe --allow-unsafe",
+    loaded: Transcriber = _loaded(  # type: ignore[assignment]  (asked for TRANSCRIBE)
+        model, engine.Capability.TRANSCRIBE, allow_unsafe=allow_unsafe, by="owl transcribe"
     )
     try:
         for path in audio:
@@ -127,16 +136,8 @@ def speak_command(
             "--format"
         )
     words = sys.stdin.read() if text == "-" else text
-    config = load_settings()
-    store = open_store(config)
-    manifest = resolve(voice, store=store, settings=config, pull_missing=True)
-    loaded: Voice = engine.load(  # type: ignore[assignment]  (asked for SPEAK)
-        manifest,
-        store=store,
-        settings=config,
-        capability=engine.Capability.SPEAK,
-        allow_unsafe=allow_unsafe,
-        by="owl speak --allow-unsafe",
+    loaded: Voice = _loaded(  # type: ignore[assignment]  (asked for SPEAK)
+        voice, engine.Capability.SPEAK, allow_unsafe=allow_unsafe, by="owl speak"
     )
     try:
         speech = loaded.speak(words, speed=speed)
