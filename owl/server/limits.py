@@ -38,10 +38,11 @@ class BodyLimitMiddleware:
             return
         audio = str(scope.get("path", "")).startswith(AUDIO_UPLOADS)
         limit = self.audio_limit if audio else self.default_limit
+        setting = "OWL_MAX_AUDIO_BYTES" if audio else "OWL_MAX_BODY"
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None:
             if not length.isdigit() or int(length) > limit:
-                await self._refuse(scope, receive, send, limit)
+                await self._refuse(scope, receive, send, _too_large(limit, setting))
                 return
             await self.app(scope, receive, send)  # the server holds the client to its length
             return
@@ -54,7 +55,7 @@ class BodyLimitMiddleware:
                 break
             size += len(message.get("body", b""))
             if size > limit:
-                await self._refuse(scope, receive, send, limit)
+                await self._refuse(scope, receive, send, _too_large(limit, setting))
                 return
             if not message.get("more_body", False):
                 break
@@ -64,9 +65,7 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        audio = limit == self.audio_limit and limit != self.default_limit
-        message = _too_large(limit, "OWL_MAX_AUDIO_BYTES" if audio else "OWL_MAX_BODY")
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, message: str) -> None:
         body = _body_for(Request(scope), message, status=413, code=RequestTooLarge.code)
         await JSONResponse(body, status_code=413, headers={"Connection": "close"})(
             scope, receive, send
