@@ -135,6 +135,18 @@ class Settings(BaseSettings):
     max_audio_seconds: float = Field(
         default=1800.0, gt=0, description="Longest audio a request may transcribe, in seconds."
     )
+    max_image_bytes: int = Field(
+        default=20 << 20, ge=1, description="Largest image in a request, in bytes (decoded)."
+    )
+    max_image_pixels: int = Field(
+        default=4096 * 4096,
+        ge=1,
+        description="Most pixels an image may have (width × height); more is refused.",
+    )
+    image_folder: Path | None = Field(
+        default=None,
+        description="A folder whose files requests may name as images; none = no files.",
+    )
     max_tokens: int | None = Field(
         default=None, ge=1, description="Most tokens one request may generate; none = no cap."
     )

@@ -169,6 +169,14 @@ class InvalidAudio(OwlError, ValueError):
     code = "invalid_audio"
 
 
+class InvalidImage(OwlError, ValueError):
+    """An image owl cannot use: bytes that are not an image, too large a file, too many
+    pixels (a decompression bomb), a URL it will not fetch."""
+
+    http_status = 400
+    code = "invalid_image"
+
+
 class LockMismatch(OwlError, ValueError):
     """A model's files differ from what owl.lock pins (model drift), or it is not pinned."""
 

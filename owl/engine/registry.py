@@ -8,8 +8,10 @@ without loading it (`owl show`, Ollama's /api/show).
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +188,52 @@ def capabilities_of(manifest: Manifest, *, store: Store) -> frozenset[Capability
 
         if is_embedding_model(inspect(store.weights_path(manifest)).metadata):
             return frozenset({Capability.EMBED})
+    if manifest.format == "safetensors":
+        declared = hf_capabilities(manifest, store=store)
+        if declared is not None:
+            return declared
     found = [entry.capabilities for entry in ENTRIES if entry.format == manifest.format]
-    generating = frozenset().union(*found) - {Capability.EMBED}
+    generating = frozenset().union(*found) - {Capability.EMBED} - _BY_CLASS_ONLY
     return frozenset(generating)
+
+
+# Capabilities a Hugging Face folder has only when its model class says so (hf_capabilities.toml).
+_BY_CLASS_ONLY = frozenset(
+    {Capability.TRANSCRIBE, Capability.EMBED, Capability.SEE, Capability.DRAW}
+)
+
+
+@cache
+def _class_suffixes() -> dict[str, frozenset[Capability]]:
+    with (Path(__file__).parent / "hf_capabilities.toml").open("rb") as table:
+        suffixes = tomllib.load(table)["suffixes"]
+    return {suffix: frozenset(Capability(c) for c in caps) for suffix, caps in suffixes.items()}
+
+
+def model_class(manifest: Manifest, *, store: Store) -> str | None:
+    """The model class a stored Hugging Face folder's config.json names (architectures[0])."""
+    from owl.formats.hf_folder import read_json
+
+    config = next((f for f in manifest.files if f.filename == "config.json"), None)
+    if config is None:
+        return None
+    try:
+        data = read_json(store.blobs.require(config.digest), name="config.json")
+    except OwlError:
+        return None
+    classes = data.get("architectures") if isinstance(data, dict) else None
+    if isinstance(classes, list) and classes and isinstance(classes[0], str):
+        return classes[0]
+    return None
+
+
+def hf_capabilities(manifest: Manifest, *, store: Store) -> frozenset[Capability] | None:
+    """What a stored Hugging Face folder's model class is made for (hf_capabilities.toml);
+    None when no suffix there matches it (it generates text)."""
+    name = model_class(manifest, store=store)
+    if name is None:
+        return None
+    for suffix, capabilities in _class_suffixes().items():
+        if name.endswith(suffix):
+            return capabilities
+    return None

@@ -16,12 +16,16 @@ SCHEMA_VERSION = 1
 # Formats whose model is a folder of files (owl.formats.folders): a Hugging Face folder, a
 # CTranslate2 Whisper, a Piper voice. The engine loads Store.model_dir(manifest).
 FOLDER_FORMATS = frozenset({"safetensors", "ctranslate2", "onnx"})
+# A vision GGUF's second file: llama.cpp's multimodal projector (mmproj), which turns an
+# image into embeddings of the language model's width.
+PROJECTOR_ROLE = "projector"
 
 
 class FileEntry(BaseModel):
     """One file of a model: its role, digest and size.
 
-    Roles: "model" (weights, each shard), "config", "tokenizer", "card" (README.md), "other".
+    Roles: "model" (weights, each shard), "config", "tokenizer", "card" (README.md),
+    "projector" (a vision GGUF's mmproj), "other".
     """
 
     role: str = "model"
@@ -135,6 +139,11 @@ class Manifest(BaseModel):
     def weight_files(self) -> list[FileEntry]:
         """Every weights file (the shards of a sharded safetensors model)."""
         return [entry for entry in self.files if entry.role == "model"]
+
+    @property
+    def projector(self) -> FileEntry | None:
+        """A vision GGUF's projector file (mmproj); None for a model without one."""
+        return next((entry for entry in self.files if entry.role == PROJECTOR_ROLE), None)
 
     @property
     def is_folder(self) -> bool:

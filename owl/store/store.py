@@ -150,6 +150,12 @@ class Store:
         """The path of the file the engine loads; StoreCorrupted if its blob is gone."""
         return self.blobs.require(manifest.weights.digest)
 
+    def projector_path(self, manifest: Manifest) -> Path | None:
+        """A vision model's projector GGUF (llama.cpp's mmproj: the file role "projector"),
+        None for a model without one; StoreCorrupted if its blob is gone."""
+        entry = manifest.projector
+        return None if entry is None else self.blobs.require(entry.digest)
+
     def model_dir(self, manifest: Manifest) -> Path:
         """A folder holding the model's files under their own names (links to the blobs).
 
