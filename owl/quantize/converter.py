@@ -307,8 +307,13 @@ def converter_env(converter: Converter) -> dict[str, str]:
     return env
 
 
-def run_converter(converter: Converter, folder: Path, outfile: Path, *, outtype: str) -> str:
+def run_converter(
+    converter: Converter, folder: Path, outfile: Path, *, outtype: str, mmproj: bool = False
+) -> str:
     """Convert the HF model `folder` to the GGUF `outfile`; the converter's log on success.
+
+    `mmproj`: write a vision-language folder's projector (llama.cpp's mmproj GGUF) instead
+    of its language model.
 
     ConversionError, with the converter's last lines, when it fails.
     """
@@ -327,6 +332,7 @@ def run_converter(converter: Converter, folder: Path, outfile: Path, *, outtype:
         str(outfile),
         "--outtype",
         outtype,
+        *(["--mmproj"] if mmproj else []),
     ]
     log.debug("running %s", command)
     done = subprocess.run(
