@@ -74,16 +74,22 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> Pixels:
                 raise InvalidImage("the image has no pixels")
             if width * height > max_pixels:
                 raise InvalidImage(
-                    f"the image is {width}×{height} pixels, more than the {max_pixels} owl "
+                    f"the image is {width}×{height}, more than the {max_pixels} pixels owl "
                     "decodes (OWL_MAX_IMAGE_PIXELS); scale it down first"
                 )
             image.seek(0)
             rgb = image.convert("RGB")
     except InvalidImage:
         raise
+    except Image.DecompressionBombError:
+        # Pillow's own ceiling (far above owl's default) when Image.open reads the header.
+        raise InvalidImage(
+            f"the image declares more than the {max_pixels} pixels owl decodes "
+            "(OWL_MAX_IMAGE_PIXELS); scale it down first"
+        ) from None
     except UnidentifiedImageError:
         raise InvalidImage(f"the bytes are not an image owl reads; send {NAMES}") from None
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
+    except (OSError, ValueError, SyntaxError, EOFError) as err:
         raise InvalidImage(f"the image could not be decoded ({err}); send an intact file") from None
     return Pixels(width=rgb.width, height=rgb.height, rgb=rgb.tobytes())
 
