@@ -175,3 +175,27 @@ def _clock(seconds: float) -> str:
 
 def _megabytes(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB"
+
+
+def samples_of(
+    audio: np.ndarray | bytes | Path, *, max_seconds: float, max_bytes: int
+) -> np.ndarray:
+    """`audio` as 16 kHz mono float32 samples: decoded when it is a file's bytes or path,
+    checked when it is already samples (one channel of finite floats, under `max_seconds`)."""
+    if not isinstance(audio, np.ndarray):
+        return decode_audio(audio, max_seconds=max_seconds, max_bytes=max_bytes)
+    if audio.ndim != 1 or not np.issubdtype(audio.dtype, np.floating):
+        raise InvalidAudio(
+            f"audio samples must be one channel of floats at {SAMPLE_RATE} Hz, "
+            f"not an array of {audio.dtype} shaped {audio.shape}"
+        )
+    if audio.size == 0:
+        raise InvalidAudio("the audio holds no samples; send a recording")
+    if audio.size > max_seconds * SAMPLE_RATE:
+        raise InvalidAudio(
+            f"the audio is {audio.size / SAMPLE_RATE:.1f} s long, more than the "
+            f"{max_seconds:g} s owl transcribes at once; split it into shorter parts"
+        )
+    if not np.isfinite(audio).all():
+        raise InvalidAudio("the audio samples include NaN or infinity; check how they were made")
+    return audio.astype(np.float32, copy=False)

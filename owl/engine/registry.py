@@ -97,6 +97,12 @@ def _whisper(request: LoadRequest) -> Loaded:
     return WhisperTranscriber(request.path, name=request.name, threads=request.threads)
 
 
+def _ctc(request: LoadRequest) -> Loaded:
+    from owl.engine.transformers.ctc import CtcTranscriber
+
+    return CtcTranscriber(request.path, name=request.name, threads=request.threads)
+
+
 def _piper(request: LoadRequest) -> Loaded:
     from owl.engine.piper import PiperVoice
 
@@ -116,6 +122,14 @@ ENTRIES: tuple[Entry, ...] = (
             "`pip install 'owl[convert]'`, or `owl convert MODEL` to run it as a GGUF "
             "with llama.cpp"
         ),
+    ),
+    Entry(
+        "safetensors",  # a *ForCTC folder (wav2vec 2.0); CtcTranscriber refuses other classes
+        frozenset({Capability.TRANSCRIBE}),
+        _ctc,
+        needs=frozenset({"torch", "transformers", "safetensors", "tokenizers"}),
+        extra="{missing} is not installed, and owl needs it for wav2vec 2.0: "
+        "`pip install 'owl[convert]'`",
     ),
     Entry(
         "ctranslate2",
@@ -157,7 +171,8 @@ def _refusal(manifest: Manifest, capability: Capability) -> OwlError:
     if capability is Capability.TRANSCRIBE:
         return WrongModelKind(
             f"'{name}' is a {manifest.format} model, not a speech-to-text one; transcribe with "
-            "a Whisper model (the built-in `whisper`, or hf:Systran/faster-whisper-*)"
+            "a Whisper model (the built-in `whisper`, or hf:Systran/faster-whisper-*) or a "
+            "wav2vec 2.0 folder (Wav2Vec2ForCTC)"
         )
     if capability is Capability.SPEAK:
         return WrongModelKind(

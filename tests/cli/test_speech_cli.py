@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from owl.engine.audio import decode_audio
 from tests.support.cli import owl
 from tests.support.speech_files import share_heard, spoken
+from tests.support.tiny_wav2vec2 import build_tiny_wav2vec2, reference_transcript
 
 pytestmark = pytest.mark.slow  # each command loads a speech model in its process
 
@@ -53,3 +55,19 @@ def test_refusals_are_one_line(owl_env: Path, tmp_path: Path) -> None:
         result = owl(owl_env, *args)
         assert result.returncode != 0 and words in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_a_pulled_wav2vec2_transcribes_and_says_what_it_cannot_do(
+    owl_env: Path, tmp_path: Path
+) -> None:
+    folder = build_tiny_wav2vec2(tmp_path / "tiny-wav2vec2")
+    assert owl(owl_env, "pull", str(folder), "--name", "w2v").returncode == 0
+    wav = spoken("Turn left at the next corner.", tmp_path / "corner.wav")
+    samples = decode_audio(wav, max_seconds=60, max_bytes=10 << 20)
+    heard = owl(owl_env, "transcribe", str(wav), "--model", "w2v", "--json")
+    assert heard.returncode == 0, heard.stderr
+    assert json.loads(heard.stdout)["text"] == reference_transcript(folder, samples).strip()
+    assert "Loading weights" not in heard.stderr  # transformers' progress bar stays quiet
+    chat = owl(owl_env, "run", "w2v", "hello")
+    assert chat.returncode != 0 and "is a speech-to-text model" in chat.stderr
+    assert "owl transcribe AUDIO --model w2v" in chat.stderr

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from owl.engine.backend import Capability, Occupancy
 from owl.engine.piper.config import read_config, voice_files
 from owl.engine.piper.phonemes import phoneme_ids, phonemize
 from owl.engine.speech import Speech
+from owl.engine.turns import Turns
 from owl.errors import EngineError, InvalidAudio
 
 # OpenAI's /v1/audio/speech range for `speed`.
@@ -72,15 +72,11 @@ class PiperVoice:
                 f"not {sorted(REQUIRED_INPUTS)} (and 'sid')"
             )
         self._speaker_input = "sid" in inputs
-        self._run_lock = threading.Lock()  # one synthesis at a time
-        self._count_lock = threading.Lock()
-        self._calls = 0  # speak calls under way: one running, the rest waiting for _run_lock
+        self._turns = Turns()  # one synthesis at a time
         self._cancelled = False
 
     def occupancy(self) -> Occupancy:
-        with self._count_lock:
-            calls = self._calls
-        return Occupancy(1, min(calls, 1), max(calls - 1, 0))
+        return self._turns.occupancy()
 
     def speak(self, text: str, *, speed: float = 1.0, max_chars: int = 4096) -> Speech:
         """`text` spoken by the voice: mono float32 samples in [-1, 1] at `sample_rate`.
@@ -97,17 +93,12 @@ class PiperVoice:
                 f"the text is {len(text)} characters, more than the {max_chars} spoken at "
                 "once; split it"
             )
-        with self._count_lock:
-            self._calls += 1
-        try:
+        with self._turns.waiting():
             runs = self._runs(phonemize(text, self.config.espeak_voice), length_scale)
             if not runs:
                 raise InvalidAudio("nothing to say: the text has no words espeak-ng can pronounce")
-            with self._run_lock:
+            with self._turns.run:
                 return self._synthesise(runs, length_scale, speed)
-        finally:
-            with self._count_lock:
-                self._calls -= 1
 
     def _runs(self, sentences: list[str], length_scale: float) -> list[list[list[int]]]:
         # Per sentence, the ids of each run of the model (more than one for a long sentence).
@@ -156,7 +147,7 @@ class PiperVoice:
         its current run (that speak call raises EngineError)."""
         if cancel:
             self._cancelled = True
-        with self._run_lock:
+        with self._turns.run:
             self._cancelled = True
             self._session = None
 

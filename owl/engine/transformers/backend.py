@@ -23,7 +23,7 @@ from owl.engine.serial import SerialScheduler
 from owl.engine.transformers.sampling import PENALTY_WINDOW, sample_next
 from owl.engine.transformers.tokens import HFVocab
 from owl.engine.worker import engine_thread
-from owl.errors import EngineError
+from owl.errors import EngineError, WrongModelKind
 
 # Where configs keep the context length they were trained for, in the order to trust them.
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
@@ -91,7 +91,7 @@ def context_size(requested: int, config: dict[str, Any]) -> int:
     return min(requested, trained) if trained else requested
 
 
-def check_folder(path: Path, transformers: Any) -> dict[str, Any]:
+def check_folder(path: Path, transformers: Any, *, name: str = "") -> dict[str, Any]:
     """The folder's config.json, if transformers can load the folder without running its code.
 
     EngineError for a folder with custom code (auto_map), without safetensors weights, or of
@@ -103,10 +103,10 @@ def check_folder(path: Path, transformers: Any) -> dict[str, Any]:
             "folder (config.json, *.safetensors and the tokenizer files)"
         )
     config = _read_json(path / "config.json", required=True)
-    for name in ("config.json", "tokenizer_config.json"):
-        if "auto_map" in _read_json(path / name):
+    for file in ("config.json", "tokenizer_config.json"):
+        if "auto_map" in _read_json(path / file):
             raise EngineError(
-                f"{path.name} ships its own Python code (auto_map in {name}) and owl never runs "
+                f"{path.name} ships its own Python code (auto_map in {file}) and owl never runs "
                 "a model's code; use a model whose architecture transformers has built in"
             )
     if not any(path.glob("*.safetensors")):
@@ -116,6 +116,13 @@ def check_folder(path: Path, transformers: Any) -> dict[str, Any]:
         )
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+    classes = config.get("architectures")
+    if isinstance(classes, list) and classes and str(classes[0]).endswith("ForCTC"):
+        raise WrongModelKind(
+            f"'{name or path.name}' is a speech-to-text model ({classes[0]}), not a text "
+            f"generator; transcribe with it: `owl transcribe AUDIO --model {name or path.name}`"
+            ", or POST /v1/audio/transcriptions"
+        )
     model_type = config.get("model_type")
     if not isinstance(model_type, str) or model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise EngineError(
@@ -140,7 +147,7 @@ class TransformersBackend:
     ) -> None:
         torch, transformers = _modules()
         self._torch = torch
-        config = check_folder(path, transformers)
+        config = check_folder(path, transformers, name=name or "")
         if threads:
             torch.set_num_threads(threads)  # process-wide, like OMP_NUM_THREADS
         # transformers draws a progress bar on stderr while loading weights; owl's CLI and

@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from owl.engine.audio import SAMPLE_RATE, decode_audio
+from owl.engine.audio import samples_of
 from owl.engine.backend import Capability, Occupancy
 from owl.engine.speech import Segment, Transcript, Word
+from owl.engine.turns import Turns
 from owl.errors import EngineError, InvalidAudio, InvalidParameter
 
 # The multilingual Whisper to suggest: CTranslate2's format, which the catalog's openai/*
@@ -82,15 +83,11 @@ class WhisperTranscriber:
         self.memory_bytes = int(weights.stat().st_size * MEMORY_FACTOR)
         self.n_ctx: int = self._model.max_length
         self.english_only: bool = not self._model.model.is_multilingual
-        self._run = threading.Lock()  # one transcription at a time
-        self._state = threading.Lock()
-        self._calls = 0  # transcriptions running or waiting for their turn
+        self._turns = Turns()  # one transcription at a time
         self._cancel = threading.Event()
 
     def occupancy(self) -> Occupancy:
-        with self._state:
-            calls = self._calls
-        return Occupancy(1, min(calls, 1), max(calls - 1, 0))
+        return self._turns.occupancy()
 
     def transcribe(
         self,
@@ -119,15 +116,9 @@ class WhisperTranscriber:
         EngineError once the model is unloaded.
         """
         options = self._options(language, prompt, temperature, task, word_timestamps)
-        samples = _samples(audio, max_seconds=max_seconds, max_bytes=max_bytes)
-        with self._state:
-            self._calls += 1
-        try:
-            with self._run:
-                return self._transcribed(samples, options, progress)
-        finally:
-            with self._state:
-                self._calls -= 1
+        samples = samples_of(audio, max_seconds=max_seconds, max_bytes=max_bytes)
+        with self._turns.turn():
+            return self._transcribed(samples, options, progress)
 
     def _options(
         self,
@@ -219,30 +210,10 @@ class WhisperTranscriber:
         segment, with EngineError). Transcriptions still waiting then get EngineError."""
         if cancel:
             self._cancel.set()
-        with self._run:
+        with self._turns.run:
             model, self._model = self._model, None
             if model is not None:
                 model.model.unload_model()
-
-
-def _samples(audio: np.ndarray | bytes | Path, *, max_seconds: float, max_bytes: int) -> np.ndarray:
-    if not isinstance(audio, np.ndarray):
-        return decode_audio(audio, max_seconds=max_seconds, max_bytes=max_bytes)
-    if audio.ndim != 1 or not np.issubdtype(audio.dtype, np.floating):
-        raise InvalidAudio(
-            f"audio samples must be one channel of floats at {SAMPLE_RATE} Hz, "
-            f"not an array of {audio.dtype} shaped {audio.shape}"
-        )
-    if audio.size == 0:
-        raise InvalidAudio("the audio holds no samples; send a recording")
-    if audio.size > max_seconds * SAMPLE_RATE:
-        raise InvalidAudio(
-            f"the audio is {audio.size / SAMPLE_RATE:.1f} s long, more than the "
-            f"{max_seconds:g} s owl transcribes at once; split it into shorter parts"
-        )
-    if not np.isfinite(audio).all():
-        raise InvalidAudio("the audio samples include NaN or infinity; check how they were made")
-    return audio.astype(np.float32, copy=False)
 
 
 def _segment(index: int, piece: Any, duration: float) -> Segment:

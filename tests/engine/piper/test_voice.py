@@ -117,7 +117,7 @@ def test_a_very_long_sentence_is_spoken_in_runs(voice: PiperVoice) -> None:
 
 def test_calls_take_turns_and_are_counted(voice: PiperVoice) -> None:
     results: list[float] = []
-    with voice._run_lock:  # hold the synthesis so that two calls queue behind it
+    with voice._turns.run:  # hold the synthesis so that two calls queue behind it
         threads = [
             threading.Thread(target=lambda: results.append(voice.speak("Hi.").duration))
             for _ in range(2)

@@ -13,7 +13,11 @@ import httpx
 import openai
 import pytest
 
+from owl.engine.audio import decode_audio
+from tests.server.conftest import Server
+from tests.support.cli import owl
 from tests.support.speech_files import SENTENCES, share_heard, spoken
+from tests.support.tiny_wav2vec2 import build_tiny_wav2vec2, reference_transcript
 
 SENTENCE = SENTENCES[0]
 
@@ -132,3 +136,30 @@ def test_translation_on_an_english_only_model_says_so(
         speech_wav.open("rb") as audio,
     ):
         client.audio.translations.create(model="whisper", file=audio)
+
+
+@pytest.fixture(scope="module")
+def wav2vec2(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny wav2vec 2.0 folder, pulled into the running server's store as `w2v`."""
+    folder = build_tiny_wav2vec2(tmp_path_factory.mktemp("w2v") / "tiny-wav2vec2")
+    pulled = owl(server.home, "pull", str(folder), "--name", "w2v")
+    assert pulled.returncode == 0, pulled.stderr
+    return folder
+
+
+def test_wav2vec2_transcribes_through_the_openai_client(
+    client: openai.OpenAI, wav2vec2: Path, speech_wav: Path
+) -> None:
+    samples = decode_audio(speech_wav, max_seconds=60, max_bytes=10 << 20)
+    with speech_wav.open("rb") as audio:
+        result = client.audio.transcriptions.create(
+            model="w2v", file=audio, response_format="verbose_json",
+            timestamp_granularities=["word"],
+        )  # fmt: skip
+    assert result.text == reference_transcript(wav2vec2, samples).strip()
+    assert result.words and all(w.start < w.end <= result.duration for w in result.words)
+
+
+def test_wav2vec2_refuses_a_prompt_with_a_400(client: openai.OpenAI, wav2vec2: Path) -> None:
+    with pytest.raises(openai.BadRequestError, match="reads no prompt"):
+        client.audio.transcriptions.create(model="w2v", file=("s.wav", b"RIFF"), prompt="x")
