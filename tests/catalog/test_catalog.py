@@ -255,7 +255,7 @@ def test_pull_refs_of_real_entries() -> None:
     )
     assert find("qwen2.5-72b-instruct").pull_ref() == "hf:bartowski/Qwen2.5-72B-Instruct-GGUF"
     assert find("stable-diffusion-xl-base-1.0").pull_ref() is None
-    assert find("wav2vec2-base-960h").pull_ref() is None
+    assert find("wav2vec2-base-960h").pull_ref() == "hf:facebook/wav2vec2-base-960h"
 
 
 def test_speech_entries_pull_folders_owl_runs() -> None:

@@ -1,5 +1,6 @@
 """Model folders on the Hugging Face Hub: a CTranslate2 Whisper repository (e.g.
-Systran/faster-whisper-small) or one Piper voice's folder (rhasspy/piper-voices/en/en_US/…).
+Systran/faster-whisper-small), one Piper voice's folder (rhasspy/piper-voices/en/en_US/…), or
+a transformers folder of safetensors weights (facebook/wav2vec2-base-960h).
 
 `locate` reads what an hf: reference names from the repository's file list: one file (a
 GGUF, which owl.pull.sources.hf fetches) or a model folder. `download` brings that folder's
@@ -33,16 +34,29 @@ from owl.store.ref import ModelName, ModelRef, RefKind, name_from_stem
 CT2_FILES = (CT2_WEIGHTS, "config.json", "preprocessor_config.json", "tokenizer.json")
 CT2_PATTERNS = (*CT2_FILES, "vocabulary.*")
 VOICE_EXTRAS = ("MODEL_CARD",)
+# A transformers folder (config.json and safetensors weights: a wav2vec 2.0, a causal LM):
+# the files from_pretrained reads. Pickle checkpoints (*.bin, *.pt) and other frameworks'
+# weights (tf_model.h5, flax) that such repositories also hold are not downloaded.
+TRANSFORMERS_FILES = (
+    "config.json", "generation_config.json", "preprocessor_config.json",
+    "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
+    "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt", "chat_template.jinja",
+    "chat_template.json", "model.safetensors.index.json",
+)  # fmt: skip
+TRANSFORMERS_PATTERNS = (*TRANSFORMERS_FILES, "*.safetensors")
 # Kept with either layout: the card and license files say under which terms it comes.
 TERMS_FILES = ("README.md", "LICENSE", "LICENSE.*")
 # Offline, the cached snapshot is listed for these only (owl.pull.sources.hf.repo_files).
 _OFFLINE_PATTERNS = (
     *CT2_PATTERNS, f"*{VOICE_SUFFIX}", f"*{VOICE_CONFIG_SUFFIX}", *VOICE_EXTRAS, *TERMS_FILES,
+    *TRANSFORMERS_PATTERNS,
 )  # fmt: skip
 _EXAMPLES = (
     "a GGUF file (hf:Org/Repo/FILE.gguf), a CTranslate2 Whisper repository (model.bin and "
-    "config.json, e.g. hf:Systran/faster-whisper-small) or a Piper voice folder (VOICE.onnx "
-    "and VOICE.onnx.json, e.g. hf:rhasspy/piper-voices/en/en_US/lessac/medium)"
+    "config.json, e.g. hf:Systran/faster-whisper-small), a Piper voice folder (VOICE.onnx "
+    "and VOICE.onnx.json, e.g. hf:rhasspy/piper-voices/en/en_US/lessac/medium) or a "
+    "transformers folder (config.json and .safetensors weights, e.g. "
+    "hf:facebook/wav2vec2-base-960h)"
 )
 
 
@@ -116,6 +130,9 @@ def _folder(
     elif CT2_WEIGHTS in names and "config.json" in names:
         wanted = set(_matching(names, (*CT2_PATTERNS, *TERMS_FILES)))
         name = ref.default_name()  # the repository's (or the folder's) name
+    elif "config.json" in names and any(name.endswith(".safetensors") for name in names):
+        wanted = set(_matching(names, (*TRANSFORMERS_PATTERNS, *TERMS_FILES)))
+        name = ref.default_name()
     else:
         inside = f" (it holds the folders {', '.join(sorted(folders)[:6])}: name one)"
         raise SourceNotFound(

@@ -256,7 +256,7 @@ def test_a_repository_with_no_clear_choice_asks_for_a_file(hub, monkeypatch):
 
 
 def test_a_repository_without_gguf_is_source_not_found(hub, monkeypatch):
-    hub.add_tree("Org/Repo", ["config.json", "model.safetensors"])
+    hub.add_tree("Org/Repo", ["config.json", "pytorch_model.bin"])
     config = hub.settings(monkeypatch)
 
     with pytest.raises(SourceNotFound) as caught:
@@ -323,8 +323,8 @@ def test_a_catalog_name_pulls_its_gguf_with_the_catalog_license(hub, monkeypatch
 def test_a_catalog_model_without_a_gguf_says_where_its_weights_are(hub, monkeypatch):
     config = hub.settings(monkeypatch)
     with pytest.raises(ModelNotFound, match="has nothing owl can run yet") as missing:
-        pull("wav2vec2-base-960h", store=open_store(config), settings=config)
-    assert "hf:facebook/wav2vec2-base-960h" in str(missing.value)
+        pull("musicgen-small", store=open_store(config), settings=config)
+    assert "hf:facebook/musicgen-small" in str(missing.value)
     assert hub.server.requests == []
 
 

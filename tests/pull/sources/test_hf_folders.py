@@ -11,6 +11,8 @@ from types import SimpleNamespace
 import pytest
 from onnx import TensorProto, helper
 
+from owl.engine import Capability
+from owl.engine.registry import capabilities_of
 from owl.errors import (
     DigestMismatch,
     DownloadError,
@@ -32,6 +34,7 @@ from tests.support.hub import (
     isolate_hf_cache,
     offline_settings,
 )
+from tests.support.tiny_wav2vec2 import build_tiny_wav2vec2
 
 WHISPER = "Systran/faster-whisper-tiny"
 VOICES = "rhasspy/piper-voices"
@@ -202,7 +205,8 @@ def test_a_folder_of_folders_says_which_to_name(hub, monkeypatch):
 
 
 def test_a_repository_of_neither_layout_names_what_owl_pulls(hub, monkeypatch):
-    hub.add_tree("Org/Repo", ["README.md", "config.json", "model.safetensors"])
+    # A pickle checkpoint and its config: owl pulls no pickle weights from the Hub.
+    hub.add_tree("Org/Repo", ["README.md", "config.json", "pytorch_model.bin"])
     config = hub.settings(monkeypatch)
     store = open_store(config)
 
@@ -212,6 +216,7 @@ def test_a_repository_of_neither_layout_names_what_owl_pulls(hub, monkeypatch):
     message = str(caught.value)
     assert "hf:Org/Repo has no .gguf file" in message
     assert "hf:Systran/faster-whisper-small" in message and "Piper voice" in message
+    assert "hf:facebook/wav2vec2-base-960h" in message
     assert hub.paths("HEAD") == []  # decided from the listing alone
     assert_nothing_stored(store)
 
@@ -352,3 +357,23 @@ def test_a_lost_blob_is_downloaded_again_by_pulling_the_name(hub, monkeypatch):
 
     assert restored.files == manifest.files
     assert store.blobs.intact(manifest.weights.digest, manifest.weights.size)
+
+
+def test_a_wav2vec2_repository_is_one_transformers_folder_without_its_pickles(
+    hub, monkeypatch, tmp_path
+):
+    built = build_tiny_wav2vec2(tmp_path / "built")
+    model = {path.name: path.read_bytes() for path in built.iterdir()}
+    others = {"pytorch_model.bin": b"\x80\x02pickle", "tf_model.h5": b"\x89HDF"}
+    hub.add_repo("facebook/wav2vec2-base-960h", model | others)
+    config = hub.settings(monkeypatch)
+    store = open_store(config)
+
+    manifest = pull("wav2vec2-base-960h", store=store, settings=config)
+
+    assert manifest.format == "safetensors"
+    assert sorted(entry.filename for entry in manifest.files) == sorted(model)
+    assert (manifest.license, manifest.license_sources["catalog"]) == ("apache-2.0", "apache-2.0")
+    fetched = {path.rsplit("/", 1)[-1] for path in hub.paths("GET") if "/resolve/" in path}
+    assert fetched == set(model)  # never the pickle or the TensorFlow weights
+    assert capabilities_of(manifest, store=store) == {Capability.TRANSCRIBE}
