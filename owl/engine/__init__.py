@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from owl.engine.backend import Backend, Capability, Loaded, Occupancy, TokenLogprob
 from owl.engine.context_window import context_size
-from owl.engine.llama.embedder import Embedder, Embeddings
+from owl.engine.embeddings import Embeddings
+from owl.engine.llama.embedder import Embedder
 from owl.engine.loading import load
 from owl.engine.memory import OVERHEAD, estimate_memory, kv_cache_bytes
 from owl.engine.model import Delta, Model, Usage

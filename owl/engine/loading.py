@@ -54,7 +54,7 @@ def load(
             advisories=advisories_for(settings),  # the settings handed in, not the environment
         )
         request = LoadRequest(
-            store.weights_path(manifest),
+            store.model_dir(manifest) if manifest.is_folder else store.weights_path(manifest),
             name=manifest.display_name,
             n_ctx=context_size(manifest, settings),
             threads=settings.threads,

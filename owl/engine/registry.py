@@ -103,6 +103,12 @@ def _ctc(request: LoadRequest) -> Loaded:
     return CtcTranscriber(request.path, name=request.name, threads=request.threads)
 
 
+def _image_embedder(request: LoadRequest) -> Loaded:
+    from owl.engine.transformers.image_embedder import ImageEmbedder
+
+    return ImageEmbedder(request.path, name=request.name, threads=request.threads)
+
+
 def _piper(request: LoadRequest) -> Loaded:
     from owl.engine.piper import PiperVoice
 
@@ -130,6 +136,14 @@ ENTRIES: tuple[Entry, ...] = (
         needs=frozenset({"torch", "transformers", "safetensors", "tokenizers"}),
         extra="{missing} is not installed, and owl needs it for wav2vec 2.0: "
         "`pip install 'owl[convert]'`",
+    ),
+    Entry(
+        "safetensors",  # CLIP, SigLIP, DINOv2 folders; ImageEmbedder refuses other classes
+        frozenset({Capability.EMBED}),
+        _image_embedder,
+        needs=frozenset({"torch", "transformers", "safetensors", "PIL"}),
+        extra="{missing} is not installed, and owl needs it for image embeddings: "
+        "`pip install 'owl[convert,vision]'`",
     ),
     Entry(
         "ctranslate2",

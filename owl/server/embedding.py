@@ -15,8 +15,9 @@ from functools import partial
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from owl.engine import Embedder, Embeddings
-from owl.errors import InvalidPrompt
+from owl.engine import Capability, Embedder, Embeddings
+from owl.engine.images import Pixels
+from owl.errors import InvalidPrompt, WrongModelKind
 from owl.server.pool import ModelPool
 
 MAX_INPUTS = 2048  # per request, as OpenAI's own limit
@@ -29,6 +30,7 @@ class EmbedTask:
     model: str
     texts: list[str] | None = None
     tokens: list[list[int]] | None = None
+    mixed: list[str | Pixels] | None = None  # texts and images, for image embedding models
     normalize: bool = True  # L2-normalized vectors
     truncate: bool = False  # keep an overlong input's first tokens instead of refusing it
     dimensions: int | None = None  # what the client expects; the model's own or a 400
@@ -60,6 +62,26 @@ def _check_dimensions(wanted: int | None, embedder: Embedder) -> None:
         )
 
 
+def _embed_mixed(
+    embedder: Embedder, inputs: list[str | Pixels], *, normalize: bool, truncate: bool
+) -> Embeddings:
+    """Texts and images in input order, each kind embedded in one call."""
+    if Capability.SEE not in embedder.capabilities:
+        raise WrongModelKind(
+            f"'{embedder.name}' embeds text only; embed images with a CLIP, SigLIP or "
+            "DINOv2 model (owl pull ./folder of one)"
+        )
+    texts = [item for item in inputs if isinstance(item, str)]
+    images = [item for item in inputs if not isinstance(item, str)]
+    empty = Embeddings([], [])
+    by_text = embedder.embed(texts, normalize=normalize, truncate=truncate) if texts else empty
+    by_image = embedder.embed_images(images, normalize=normalize)
+    text_rows = zip(by_text.vectors, by_text.token_counts, strict=True)
+    image_rows = zip(by_image.vectors, by_image.token_counts, strict=True)
+    rows = [next(text_rows if isinstance(item, str) else image_rows) for item in inputs]
+    return Embeddings([vector for vector, _ in rows], [count for _, count in rows])
+
+
 async def embed(request: Request, task: EmbedTask) -> Embedded:
     """Embed `task`'s inputs; with none, only load the model (as Ollama does)."""
     started = time.monotonic_ns()
@@ -68,7 +90,9 @@ async def embed(request: Request, task: EmbedTask) -> Embedded:
     loaded = time.monotonic_ns()
     _check_dimensions(task.dimensions, embedder)
     options = {"normalize": task.normalize, "truncate": task.truncate}
-    if task.tokens:
+    if task.mixed:
+        work = partial(_embed_mixed, embedder, task.mixed, **options)
+    elif task.tokens:
         work = partial(embedder.embed_tokens, task.tokens, **options)
     elif task.texts:
         work = partial(embedder.embed, task.texts, **options)

@@ -14,32 +14,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from owl.engine.backend import Capability, Occupancy
+from owl.engine.embeddings import Embeddings, checked_input
 from owl.engine.llama.pooling import POOLING, pooling_type
 from owl.engine.worker import engine_thread
-from owl.errors import ContextOverflow, EngineError, InvalidPrompt, NotEmbeddable
+from owl.errors import EngineError, NotEmbeddable
 
 # Tokens one llama_decode evaluates at most (inputs of several sequences together), unless
 # one input alone may be longer: the context then sets it.
 BATCH_TOKENS = 512
 MAX_SEQUENCES = 64
-
-
-@dataclass(frozen=True)
-class Embeddings:
-    """One vector per input, in input order, and the tokens each input counted."""
-
-    vectors: list[list[float]]
-    token_counts: list[int]
-
-    @property
-    def total_tokens(self) -> int:
-        return sum(self.token_counts)
 
 
 class Embedder:
@@ -143,21 +131,10 @@ class Embedder:
         return Embeddings([vector.tolist() for vector in vectors], [len(t) for t in checked])
 
     def _checked(self, tokens: list[int], index: int, truncate: bool) -> list[int]:
-        if not tokens:
-            raise InvalidPrompt(f"input {index} is empty; every input needs some text")
-        vocab = self._context.n_vocab
-        if any(not 0 <= token < vocab for token in tokens):
-            raise InvalidPrompt(
-                f"input {index} has a token id outside the model's vocabulary (0–{vocab - 1})"
-            )
-        if len(tokens) > self.n_ctx:
-            if not truncate:
-                raise ContextOverflow(
-                    f"input {index} is {len(tokens)} tokens, more than the {self.n_ctx} "
-                    f"'{self.name}' embeds at once; shorten or split it"
-                )
-            tokens = tokens[: self.n_ctx]
-        return tokens
+        return checked_input(
+            tokens, index, vocab=self._context.n_vocab, n_ctx=self.n_ctx, truncate=truncate,
+            name=self.name,
+        )  # fmt: skip
 
     def _groups(self, inputs: list[list[int]]) -> list[list[list[int]]]:
         # Consecutive inputs, as many as fit one batch: the output keeps the input order.

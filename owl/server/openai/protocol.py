@@ -14,6 +14,7 @@ from owl.engine.sampling import MAX_TOP_K
 from owl.errors import InvalidPrompt
 from owl.server import tool_calls
 from owl.server.body_checks import CheckedBody
+from owl.server.openai.embedding_inputs import EmbeddingPart
 from owl.server.responses import ResponseBody
 from owl.server.serving import MAX_STOP, JsonOutput, Task
 from owl.server.tool_calls import Tools
@@ -251,12 +252,13 @@ class CompletionRequest(_Request):
 
 
 class EmbeddingRequest(CheckedBody):
-    """OpenAI's embeddings request: texts, or texts already as token ids."""
+    """OpenAI's embeddings request: texts, or texts already as token ids; owl also takes
+    images among the texts, for image embedding models (owl/server/openai/embedding_inputs.py)."""
 
     model_config = ConfigDict(extra="ignore")  # `user` and what else clients send
 
     model: str = Field(min_length=1, max_length=512)
-    input: str | list[str] | list[int] | list[list[int]]
+    input: str | list[str] | list[int] | list[list[int]] | list[str | EmbeddingPart]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
 

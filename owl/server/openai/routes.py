@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from owl.engine import Usage
@@ -26,6 +27,7 @@ from owl.server import serving
 from owl.server.choices import Choice, total_usage
 from owl.server.embedding import EmbedTask, check_count, embed
 from owl.server.framing import SSE, framed
+from owl.server.openai.embedding_inputs import parts_to_inputs
 from owl.server.openai.logprobs import chat_logprobs, completion_logprobs
 from owl.server.openai.protocol import (
     AssistantMessage,
@@ -288,10 +290,18 @@ async def openai_embeddings(body: EmbeddingRequest, request: Request) -> dict[st
     check_count(len(items))
     if all(isinstance(item, int) for item in items):
         items = [items]  # one input as token ids
-    texts = items if isinstance(items[0], str) else None
-    task = EmbedTask(
-        model=body.model, texts=texts, tokens=None if texts else items, dimensions=body.dimensions
-    )
+    if any(isinstance(item, BaseModel) for item in items):
+        settings = request.app.state.settings
+        inputs = await run_in_threadpool(parts_to_inputs, items, settings)
+        task = EmbedTask(model=body.model, mixed=inputs, dimensions=body.dimensions)
+    else:
+        texts = items if isinstance(items[0], str) else None
+        task = EmbedTask(
+            model=body.model,
+            texts=texts,
+            tokens=None if texts else items,
+            dimensions=body.dimensions,
+        )
     result = (await embed(request, task)).embeddings
     return EmbeddingList(
         data=[
