@@ -147,6 +147,22 @@ class Settings(BaseSettings):
         default=None,
         description="A folder whose files requests may name as images; none = no files.",
     )
+    # Drawing (owl draw, /v1/images/generations): what one request may ask for.
+    max_draw_pixels: int = Field(
+        default=1536 * 1536, ge=64, description="Most pixels a drawn image may have (W × H)."
+    )
+    max_draw_steps: int = Field(
+        default=150, ge=1, le=1000, description="Most denoising steps a drawing may take."
+    )
+    max_draw_images: int = Field(
+        default=4, ge=1, le=64, description="Most images one request may ask for (n)."
+    )
+    image_files: int = Field(
+        default=256,
+        ge=0,
+        description="Drawn images the server keeps for response_format=url (the oldest go "
+        "first); 0 = no url responses.",
+    )
     max_tokens: int | None = Field(
         default=None, ge=1, description="Most tokens one request may generate; none = no cap."
     )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from owl.engine.sampling import SamplingParams
 
 if TYPE_CHECKING:
+    from owl.engine.drawing import Drawing, DrawLimits, DrawOptions
     from owl.engine.speech import Speech, Transcript
 
 
@@ -217,3 +218,25 @@ class Voice(Loaded, Protocol):
     """What `engine.load(capability=SPEAK)` returns: text to speech (owl/engine/piper)."""
 
     def speak(self, text: str, *, speed: float = 1.0) -> Speech: ...
+
+
+class Drawer(Loaded, Protocol):
+    """What `engine.load(capability=DRAW)` returns: text to images (owl/engine/diffusers)."""
+
+    @property
+    def default_size(self) -> tuple[int, int]:
+        """(width, height) the model draws when no size is asked for."""
+        ...
+
+    def draw(
+        self,
+        options: DrawOptions,
+        *,
+        limits: DrawLimits | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> Drawing:
+        """The images `options` ask for, once checked against `limits` (default: DrawLimits()).
+        `progress(step, steps)` after each denoising step; `cancelled()` true stops the
+        drawing at the next step with EngineError."""
+        ...

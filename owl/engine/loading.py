@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from owl.config import Settings
 from owl.engine.backend import Capability, Loaded
 from owl.engine.context_window import context_size
-from owl.engine.registry import SPEECH, LoadRequest, select
+from owl.engine.registry import DRAWING, SPEECH, LoadRequest, select
 from owl.errors import AdapterMismatch
 from owl.store import Manifest, Store
 
@@ -26,7 +26,8 @@ def load(
 ) -> Loaded:
     """Load a stored model for `capability`, if its scan verdict is clean.
 
-    A Model for chat, complete and score; an Embedder for embed. The backend is the
+    A Model for chat, complete and score; an Embedder for embed; a Transcriber, Voice or
+    Drawer (owl/engine/backend.py) for transcribe, speak and draw. The backend is the
     registry's for the model's format and the capability (owl/engine/registry.py); a model
     no backend can run that way raises an OwlError saying what to do (NotEmbeddable, …).
 
@@ -60,7 +61,7 @@ def load(
             threads=settings.threads,
         )
         return select(manifest, capability).load(request)
-    if capability in SPEECH:
+    if capability in SPEECH | DRAWING:  # folder models with no context window
         manifest = require_loadable(
             manifest,
             store=store,
@@ -74,6 +75,7 @@ def load(
             name=manifest.display_name,
             n_ctx=0,
             threads=settings.threads,
+            defaults=dict(manifest.parameters or {}),
         )
         return entry.load(request)
     return _load_generating(

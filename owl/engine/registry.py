@@ -22,6 +22,7 @@ from owl.store import Manifest, Store
 GENERATION = frozenset({Capability.CHAT, Capability.COMPLETE, Capability.SCORE})
 SPEECH = frozenset({Capability.TRANSCRIBE, Capability.SPEAK})
 _AUDIO_EXTRA = "{missing} is not installed, and owl needs it for speech: `pip install 'owl[audio]'`"
+DRAWING = frozenset({Capability.DRAW})
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,14 @@ def _whisper(request: LoadRequest) -> Loaded:
     return WhisperTranscriber(request.path, name=request.name, threads=request.threads)
 
 
+def _diffusers(request: LoadRequest) -> Loaded:
+    from owl.engine.diffusers import DiffusersDrawer
+
+    return DiffusersDrawer(
+        request.path, name=request.name, threads=request.threads, defaults=request.defaults
+    )
+
+
 def _ctc(request: LoadRequest) -> Loaded:
     from owl.engine.transformers.ctc import CtcTranscriber
 
@@ -159,6 +168,13 @@ ENTRIES: tuple[Entry, ...] = (
         needs=frozenset({"onnxruntime"}),
         extra=_AUDIO_EXTRA,
     ),
+    Entry(
+        "diffusers",
+        DRAWING,
+        _diffusers,
+        needs=frozenset({"diffusers", "torch", "transformers", "safetensors", "PIL"}),
+        extra="{missing} is not installed, and owl needs it to draw: `pip install 'owl[draw]'`",
+    ),
 )
 
 
@@ -177,6 +193,18 @@ def select(manifest: Manifest, capability: Capability) -> Entry:
 
 def _refusal(manifest: Manifest, capability: Capability) -> OwlError:
     name = manifest.display_name
+    if manifest.format == "diffusers":
+        return WrongModelKind(
+            f"'{name}' is an image generation model (a diffusers pipeline), which owl cannot "
+            f"{capability} with; draw with it: `owl draw PROMPT --model {name}`, or "
+            "POST /v1/images/generations"
+        )
+    if capability is Capability.DRAW:
+        return WrongModelKind(
+            f"'{name}' is a {manifest.format} model, not an image generation one; draw with a "
+            "Stable Diffusion pipeline in diffusers' layout (`owl pull ./folder` of one with "
+            "model_index.json)"
+        )
     if capability is Capability.EMBED:
         return NotEmbeddable(
             f"'{name}' is {manifest.format}; owl makes embeddings with llama.cpp from GGUF "
@@ -217,6 +245,8 @@ def capabilities_of(manifest: Manifest, *, store: Store) -> frozenset[Capability
 
         if is_embedding_model(inspect(store.weights_path(manifest)).metadata):
             return frozenset({Capability.EMBED})
+    if manifest.format == "diffusers":
+        return DRAWING
     if manifest.format == "safetensors":
         declared = hf_capabilities(manifest, store=store)
         if declared is not None:

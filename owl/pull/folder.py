@@ -1,7 +1,9 @@
 """Pull a model folder as one model: a Hugging Face folder (config.json, *.safetensors,
-tokenizer files), a CTranslate2 Whisper folder or a Piper voice (owl.formats.folders).
+tokenizer files), a CTranslate2 Whisper folder, a Piper voice or a diffusers pipeline
+(owl.formats.folders).
 
-Every top-level file becomes a blob and a FileEntry with its role; every file is scanned.
+Every top-level file becomes a blob and a FileEntry with its role (of a diffusers pipeline:
+the files of its layout, in their component sub-folders); every file is scanned.
 The folder is checked before anything is copied (its weights, shards the index names, no
 `auto_map` code), and checked again on the stored bytes, which are the ones a loader reads.
 Nothing is stored when a check fails or a file cannot be verified.
@@ -13,6 +15,8 @@ import logging
 from pathlib import Path
 
 from owl.errors import NameClash, OwlError
+from owl.formats.diffusers import INDEX as DIFFUSERS_INDEX
+from owl.formats.diffusers import select_files as diffusers_files
 from owl.formats.folders import check_folder, folder_format, folder_role, read_folder
 from owl.formats.hf_folder import is_plain_filename, list_folder
 from owl.pull.admission import Licensing, admit, discard
@@ -31,9 +35,14 @@ def model_files(folder: Path) -> tuple[str, dict[str, Path]]:
     """The format of the model folder and the files owl stores, checked; {name: path}.
 
     Files whose names are not plain (spaces, odd characters) are skipped with a warning:
-    names become paths in the store's snapshot folders. Sub-folders are not part of it.
+    names become paths in the store's snapshot folders. Sub-folders are not part of it, but
+    for a diffusers pipeline's components (owl.formats.diffusers.select_files).
     """
     files: dict[str, Path] = {}
+    if (folder / DIFFUSERS_INDEX).is_file():
+        files = diffusers_files(folder)
+        check_folder(files, format="diffusers", where=str(folder))
+        return "diffusers", files
     for name, path in list_folder(folder).items():
         if is_plain_filename(name):
             files[name] = path

@@ -22,9 +22,11 @@ from owl.server import disconnect, errors, limits, metrics
 from owl.server.auth import ApiKeyMiddleware, api_keys
 from owl.server.generations import Generations
 from owl.server.http_protocol import JsonErrorsH11Protocol
+from owl.server.images import image_files
 from owl.server.ollama import routes as ollama_routes
 from owl.server.ollama.pull import Pulls
 from owl.server.openai import audio as openai_audio
+from owl.server.openai import images as openai_images
 from owl.server.openai import routes as openai_routes
 from owl.server.pool import ModelPool
 from owl.store.lock import Lock
@@ -59,11 +61,13 @@ def create_app(
     app.state.generations = generations
     app.state.pulls = Pulls(settings.max_pulls)
     errors.install(app)
+    app.state.image_files = image_files(settings)
     disconnect.install(app)
     limits.install(app)
     app.include_router(openai_routes.router)
     app.include_router(openai_audio.router)
     app.include_router(ollama_routes.router)
+    app.include_router(openai_images.router)
     app.include_router(metrics.router)
     # Added innermost first: the catch-all answers a route's unexpected error; metrics
     # count every answer, 401s and 413s included; CORS answers preflights before auth and

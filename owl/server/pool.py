@@ -42,7 +42,7 @@ from owl.engine.adapters import (
     is_adapter,
     split_combination,
 )
-from owl.engine.backend import Transcriber, Voice
+from owl.engine.backend import Drawer, Transcriber, Voice
 from owl.errors import ModelNotFound, NoRoomForModel
 from owl.formats.info import human_bytes
 from owl.pull import resolve
@@ -160,6 +160,10 @@ class ModelPool:
     async def voice(self, name: str, *, keep_alive: float | None = None) -> Voice:
         """get() for text to speech: `name` (a Piper voice) under the same budget."""
         return cast(Voice, await self._get(name, Capability.SPEAK, keep_alive))
+
+    async def drawer(self, name: str, *, keep_alive: float | None = None) -> Drawer:
+        """get() for text to images: `name` (a diffusers pipeline) under the same budget."""
+        return cast(Drawer, await self._get(name, Capability.DRAW, keep_alive))
 
     async def _get(self, name: str, capability: Capability, keep_alive: float | None) -> Loaded:
         manifest, adapters = await run_in_threadpool(self.combination, name)

@@ -14,8 +14,9 @@ from owl.store.ref import DEFAULT_TAG, ModelName, RefKind, validate_digest
 
 SCHEMA_VERSION = 1
 # Formats whose model is a folder of files (owl.formats.folders): a Hugging Face folder, a
-# CTranslate2 Whisper, a Piper voice. The engine loads Store.model_dir(manifest).
-FOLDER_FORMATS = frozenset({"safetensors", "ctranslate2", "onnx"})
+# CTranslate2 Whisper, a Piper voice, a diffusers pipeline (whose files are named by their
+# paths in it, "unet/config.json"). The engine loads Store.model_dir(manifest).
+FOLDER_FORMATS = frozenset({"safetensors", "ctranslate2", "onnx", "diffusers"})
 # A vision GGUF's second file: llama.cpp's multimodal projector (mmproj), which turns an
 # image into embeddings of the language model's width.
 PROJECTOR_ROLE = "projector"

@@ -2,9 +2,11 @@
 
 A folder-format model (config.json, *.safetensors, tokenizer files) is loaded from a folder,
 but the store keeps each file once, by digest. A snapshot is a folder of links named by the
-manifest's file names, pointing at the blobs. It is keyed by the digest of the file listing
-(the same files under two names share one), built in a temp folder and renamed into place,
-so a loader never sees half of one; a snapshot whose links no longer match is rebuilt.
+manifest's file names, pointing at the blobs (a name with a sub-folder, a diffusers
+component's "unet/config.json", is a link in a real sub-folder). It is keyed by the digest of
+the file listing (the same files under two names share one), built in a temp folder and
+renamed into place, so a loader never sees half of one; a snapshot whose links no longer
+match is rebuilt.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import uuid
 from pathlib import Path
 
 from owl.errors import StoreCorrupted
-from owl.formats.hf_folder import is_plain_filename
+from owl.formats.folders import is_model_path
 from owl.store.manifest import FileEntry, Manifest
 
 SNAPSHOTS = "snapshots"
@@ -39,8 +41,12 @@ def snapshot_path(home: Path, manifest: Manifest) -> Path:
 
 def _check_names(manifest: Manifest) -> None:
     names = [entry.filename for entry in manifest.files]
-    bad = [name for name in names if not is_plain_filename(name)]
-    if bad or len(set(names)) != len(names):
+    bad = [name for name in names if not is_model_path(name)]
+    # Each name once, also where case does not count (macOS, Windows), and no file where
+    # another name needs a folder.
+    folded = {name.casefold() for name in names}
+    folders = {name.split("/")[0].casefold() for name in names if "/" in name}
+    if bad or len(folded) != len(names) or folders & folded:
         raise StoreCorrupted(
             f"the manifest of '{manifest.display_name}' names files that cannot be a folder "
             f"({', '.join(map(repr, bad[:3])) or 'a name twice'}); "
@@ -48,11 +54,21 @@ def _check_names(manifest: Manifest) -> None:
         )
 
 
+def _present(folder: Path) -> set[str]:
+    """The names in a snapshot folder, those in its sub-folders as "sub/name"."""
+    names = set()
+    for path in folder.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            names.update(f"{path.name}/{child.name}" for child in path.iterdir())
+        else:
+            names.add(path.name)
+    return names
+
+
 def _complete(folder: Path, blobs: dict[str, Path]) -> bool:
     if not folder.is_dir():
         return False
-    present = {path.name for path in folder.iterdir()}
-    if present != set(blobs):
+    if _present(folder) != set(blobs):
         return False
     for name, blob in blobs.items():
         try:
@@ -65,6 +81,7 @@ def _complete(folder: Path, blobs: dict[str, Path]) -> bool:
 
 def _link(blob: Path, dest: Path) -> None:
     # Symlinks where the file system has them; hard links (same disk) or copies otherwise.
+    dest.parent.mkdir(exist_ok=True)
     try:
         os.symlink(blob, dest)
         return
