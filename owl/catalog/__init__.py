@@ -15,7 +15,8 @@ One table in catalog.toml is one entry a user can pull by its owl name, e.g.
 - `license` is a Hugging Face license id; `other` comes with a `license_name` as on the
   Hub. `gated` means the publisher's Hub repository (`repos[0]`) asks you to accept terms
   before it lets you download.
-- `gguf_repo`/`gguf_file` name a well-known GGUF a user can run with owl; `alias` points at
+- `gguf_repo`/`gguf_file` name a well-known GGUF a user can run with owl (`mmproj_file`: the
+  vision projector in the same repository that `owl pull` brings along); `alias` points at
   one of owl's built-in names instead (the embedded SmolLM2); `pull` is an `hf:` reference
   to a model folder owl runs instead: a CTranslate2 Whisper repository
   (hf:Systran/faster-whisper-small) or a Piper voice's folder
@@ -107,6 +108,7 @@ class CatalogEntry(BaseModel):
     repos: tuple[str, ...]
     gguf_repo: str | None = None
     gguf_file: str | None = None
+    mmproj_file: str | None = None
     pull: str | None = None
     gated: bool = False
     alias: str | None = None
@@ -165,7 +167,7 @@ class CatalogEntry(BaseModel):
             raise ValueError(f"{value!r} is not a Hub repository id (Org/Name)")
         return value
 
-    @field_validator("gguf_file")
+    @field_validator("gguf_file", "mmproj_file")
     @classmethod
     def _gguf_file(cls, value: str | None) -> str | None:
         if value is None:
@@ -195,6 +197,8 @@ class CatalogEntry(BaseModel):
     def _consistent(self) -> CatalogEntry:
         if self.gguf_file is not None and self.gguf_repo is None:
             raise ValueError("gguf_file needs a gguf_repo")
+        if self.mmproj_file is not None and self.gguf_repo is None:
+            raise ValueError("mmproj_file needs a gguf_repo: it is a file of that repository")
         if self.pull is not None and (self.gguf_repo is not None or self.alias is not None):
             raise ValueError("give one of pull, gguf_repo and alias: each names what owl pulls")
         if self.license == "other" and not self.license_name and not self.note:

@@ -20,11 +20,12 @@ from rich.table import Table
 
 from owl.cli.common import print_json, warn_if_not_clean
 from owl.cli.sign import signature_cell
+from owl.cli.vision import capability_words, projector_cell, projector_details, repin
 from owl.config import load_settings
 from owl.errors import ModelNotFound
 from owl.formats import ModelInfo, human_bytes, human_count, inspect
 from owl.formats.hf_folder import list_folder
-from owl.pull import open_store, pull, pull_locked, register_embedded, resolve
+from owl.pull import open_store, pull_locked, pull_vision, register_embedded, resolve
 from owl.scan.policy import verdict_of
 from owl.signatures import Trust
 from owl.store import Manifest, RefKind, parse_name, parse_ref
@@ -78,6 +79,18 @@ def pull_command(
         Path | None,
         typer.Option("--signature", help="The signature of a single-file model (model.sig)."),
     ] = None,
+    mmproj: Annotated[
+        str | None,
+        typer.Option(
+            "--mmproj",
+            help="A vision projector GGUF to store with the model (a path, https://… or "
+            "hf:Org/Repo/mmproj-….gguf); also adds one to a stored model.",
+        ),
+    ] = None,
+    no_mmproj: Annotated[
+        bool,
+        typer.Option("--no-mmproj", help="Do not pull the projector a Hub repository has."),
+    ] = False,
 ) -> None:
     """Pull a model into the store (resumable, verified by sha256, and by its signature
     when it has one: a folder's model.sig, or --signature)."""
@@ -104,19 +117,29 @@ def pull_command(
         return
     if ref is None:
         raise typer.BadParameter("name a model to pull (or use --locked to pull owl.lock's)")
-    _report_pull(
-        _with_progress(
-            lambda progress: pull(
-                ref,
-                store=store,
-                settings=config,
-                name=name,
-                progress=progress,
-                trust=trust,
-                signature=signature,
-            )
+    notes = []
+
+    def run(progress: Callable[[int, int | None], None]) -> Manifest:
+        pulled = pull_vision(
+            ref,
+            store=store,
+            settings=config,
+            projector=mmproj,
+            find_projector=not no_mmproj,
+            name=name,
+            progress=progress,
+            trust=trust,
+            signature=signature,
         )
-    )
+        notes.extend([pulled.projector_note] if pulled.projector_note else [])
+        return pulled.manifest
+
+    manifest = _with_progress(run)
+    _report_pull(manifest)
+    for note in notes:  # which projector owl chose, said once the progress bar is gone
+        console.print(note, markup=False, highlight=False)
+    if mmproj is not None and repin(manifest, Path(LOCK_FILE)):
+        console.print(f"{LOCK_FILE}: '{manifest.display_name}' now pins its projector too")
 
 
 def _with_progress(run: Callable[[Callable[[int, int | None], None]], Manifest]) -> Manifest:
@@ -142,6 +165,13 @@ def _report_pull(manifest: Manifest) -> None:
         f"pulled [bold]{manifest.display_name}[/bold] "
         f"({human_bytes(manifest.size)}, {manifest.weights.digest[:19]})"
     )
+    if manifest.projector is not None:
+        projector = manifest.projector
+        console.print(
+            f"projector: {projector.filename} ({human_bytes(projector.size)})",
+            markup=False,
+            highlight=False,
+        )
     if manifest.signature is not None:
         console.print(f"signature: {signature_cell(manifest.signature)}")
     warn_if_not_clean(manifest)
@@ -163,7 +193,7 @@ def list_command(json_output: JSON = False) -> None:
         table.add_row(
             manifest.display_name,
             human_bytes(manifest.size),
-            f"{manifest.format} LoRA" if manifest.info.get("adapter") else manifest.format,
+            _format_cell(manifest),
             manifest.info.get("quantization") or "-",
             human_count(manifest.info.get("parameters")),
             manifest.license or "-",
@@ -206,6 +236,8 @@ def show_command(
         assert ref.path is not None
         _show_file(ref.path, info, json_output=json_output)
         return
+    capabilities = capability_words(manifest, store=store)
+    projector = projector_details(manifest, store=store)
     details = {
         "name": manifest.display_name,
         "architecture": info.architecture,
@@ -227,6 +259,8 @@ def show_command(
         "pulled_at": manifest.pulled_at.isoformat(),
         "scan": verdict_of(manifest) if manifest.scans else None,
         "signature": manifest.signature.model_dump(mode="json") if manifest.signature else None,
+        "capabilities": capabilities,
+        "projector": projector,
         "chat_template": info.chat_template,
         "metadata": info.metadata,
     }
@@ -256,6 +290,8 @@ def show_command(
         ("size", human_bytes(manifest.size)),
         ("digest", manifest.weights.digest),
         *([("files", _files_cell(manifest))] if len(manifest.files) > 1 else []),
+        *([("projector", projector_cell(projector))] if projector else []),
+        ("capabilities", ", ".join(capabilities) or "-"),
         (
             "source",
             manifest.source.uri
@@ -269,6 +305,12 @@ def show_command(
     if info.chat_template:
         console.print("[bold]chat template[/bold]")
         console.print(info.chat_template, markup=False, highlight=False)
+
+
+def _format_cell(manifest: Manifest) -> str:
+    if manifest.info.get("adapter"):
+        return f"{manifest.format} LoRA"
+    return f"{manifest.format}+vision" if manifest.projector else manifest.format
 
 
 def _architecture(info: ModelInfo) -> str:

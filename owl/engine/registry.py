@@ -236,8 +236,8 @@ def capabilities_of(manifest: Manifest, *, store: Store) -> frozenset[Capability
     """What a stored model is made for, read from its files without loading it.
 
     An embedding GGUF (an encoder, or one with a pooling type) embeds; any other model
-    generates with its format's backend. (A causal GGUF can still be loaded for EMBED:
-    it is mean-pooled, but it is not made for it.)
+    generates with its format's backend, and a GGUF stored with a projector also sees. (A
+    causal GGUF can still be loaded for EMBED: it is mean-pooled, but it is not made for it.)
     """
     if manifest.format == "gguf":
         from owl.engine.llama.pooling import is_embedding_model
@@ -253,6 +253,8 @@ def capabilities_of(manifest: Manifest, *, store: Store) -> frozenset[Capability
             return declared
     found = [entry.capabilities for entry in ENTRIES if entry.format == manifest.format]
     generating = frozenset().union(*found) - {Capability.EMBED} - _BY_CLASS_ONLY
+    if manifest.format == "gguf" and manifest.projector is not None:
+        generating |= {Capability.SEE}  # its projector (mmproj) turns images into its tokens
     return frozenset(generating)
 
 

@@ -11,6 +11,9 @@ A model stored from a folder (`owl pull ./folder`, format "safetensors") convert
 snapshot folder (Store.model_dir), with Parent(name=<its store name>, digest=<its weights
 digest>, relation="converted", license=<its license>).
 
+A vision-language folder (owl/quantize/vision_convert.py) becomes one model of two files:
+the language model's GGUF and its projector's (mmproj).
+
 The folder digest stands for every file the converter reads: the sha256 of the folder's
 `sha256sum`-style listing ("<hex>  <name>\\n" per top-level file, sorted by name).
 """
@@ -27,8 +30,9 @@ from owl.config import Settings
 from owl.errors import ModelFormatError, NameClash, SourceNotFound, UnsafeModel, UnverifiedModel
 from owl.formats.card import CARD, MAX_CARD
 from owl.formats.hf_folder import check_no_remote_code, list_folder
-from owl.pull import pull
+from owl.pull import add_projector, pull
 from owl.quantize.converter import OUTTYPES, ConversionError, ensure_converter, run_converter
+from owl.quantize.vision_convert import convert_vision_folder, is_vision_folder
 from owl.store import Manifest, ModelName, RefKind, Source, Store, parse_name, parse_ref
 from owl.store.blobs import sha256_file
 from owl.store.manifest import Parent
@@ -292,13 +296,22 @@ def _convert_into_store(
         outfile = Path(work) / f"{target.name}-{outtype.upper()}.gguf"
         if status:
             status(f"converting to {outtype} with llama.cpp's converter ({converter.version})")
-        output = run_converter(converter, path, outfile, outtype=outtype)
+        projector = None
+        if is_vision_folder(path):
+            files, output = convert_vision_folder(
+                converter, path, Path(work), stem=target.name, outtype=outtype
+            )
+            outfile, projector = files.model, files.projector
+        else:
+            output = run_converter(converter, path, outfile, outtype=outtype)
         log.debug("converter output:\n%s", output)
         if status:
-            status("scanning and storing the GGUF")
+            status("scanning and storing the GGUF" + (" and its projector" if projector else ""))
         manifest = pull(
             str(outfile), store=store, settings=settings, name=str(target), parameters=parameters
         )
+        if projector is not None:
+            manifest = add_projector(manifest, str(projector), store=store, settings=settings)
     return _record_lineage(manifest, store=store, folder=path, parent=parent)
 
 

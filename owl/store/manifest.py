@@ -122,6 +122,10 @@ class Manifest(BaseModel):
     )
     allow_unsafe: list[UnsafeOverride] = Field(default_factory=list)
     signature: SignatureRecord | None = None
+    projector_source: Source | None = Field(
+        default=None,
+        description="Where the projector file came from, when not from `source` (--mmproj).",
+    )
 
     @property
     def model_name(self) -> ModelName:

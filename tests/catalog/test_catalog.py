@@ -166,7 +166,10 @@ def test_search_by_modality() -> None:
 def test_search_by_license_id_or_name() -> None:
     apache = search(license="apache-2.0")
     assert apache and all(entry.license == "apache-2.0" for entry in apache)
-    assert [entry.name for entry in search(license="Qwen-Research")] == ["qwen2.5-3b-instruct"]
+    assert {entry.name for entry in search(license="Qwen-Research")} == {
+        "qwen2.5-3b-instruct",
+        "qwen2.5-vl-3b-instruct",
+    }
     assert {entry.name for entry in search(license="LLAMA3.1")} >= {"llama3.1-8b-instruct"}
     assert search(license="no-such-license") == []
 
@@ -363,3 +366,30 @@ def test_a_broken_data_file_names_the_entry(tmp_path: Path, text: str, message: 
 def test_a_missing_data_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="cannot read the catalog"):
         load(tmp_path / "absent.toml")
+
+
+def test_vision_entries_name_their_projector_in_their_gguf_repository() -> None:
+    vision = {entry.name: entry for entry in entries() if entry.mmproj_file}
+    assert set(vision) >= {
+        "smolvlm-256m-instruct",
+        "smolvlm-500m-instruct",
+        "qwen2.5-vl-3b-instruct",
+        "qwen2.5-vl-7b-instruct",
+        "gemma-3-4b-it",
+        "llava-1.5-7b",
+    }
+    for entry in vision.values():
+        assert entry.gguf_repo and entry.gguf_file, entry.name
+        assert "mmproj" in entry.mmproj_file.lower(), entry.name
+        assert entry.modality == "multimodal" and entry.task == "image-text-to-text"
+    assert find("smolvlm-256m-instruct").pull_ref() == (
+        "hf:ggml-org/SmolVLM-256M-Instruct-GGUF/SmolVLM-256M-Instruct-Q8_0.gguf"
+    )
+    assert find("gemma-3-4b-it").license == "gemma" and find("gemma-3-4b-it").gated
+    assert find("qwen2.5-vl-3b-instruct").license_label == "qwen-research"
+    assert find("qwen2.5-vl-7b-instruct").license == "apache-2.0"
+
+
+def test_an_mmproj_file_needs_its_gguf_repository() -> None:
+    with pytest.raises(ValueError, match="mmproj_file needs a gguf_repo"):
+        _entry(mmproj_file="mmproj-x-f16.gguf")

@@ -127,9 +127,10 @@ def convert_tiny_vlm(folder: Path, converter, dest: Path) -> TinyVlm:  # noqa: A
     if made.model.is_file() and made.projector.is_file():
         return made
     run_converter(converter, folder, made.projector, outtype="f32", mmproj=True)
-    text = dest / "tiny-smolvlm-text"
+    # Named as the folder is: the converter takes the model's general.name from it.
+    text = dest / "text-model" / folder.name
     shutil.rmtree(text, ignore_errors=True)
-    text.mkdir()
+    text.mkdir(parents=True)
     for path in folder.iterdir():
         if path.name != "config.json":
             (text / path.name).symlink_to(path.resolve())

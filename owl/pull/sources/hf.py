@@ -16,6 +16,7 @@ from pathlib import Path
 
 from owl.config import Settings
 from owl.errors import DownloadError, InvalidModelName, OwlError, SourceNotFound
+from owl.formats.projector import is_projector_file
 from owl.pull.sources import Fetched
 from owl.store.blobs import BlobStore, Progress
 from owl.store.ref import ModelRef
@@ -26,8 +27,11 @@ _MAX_CARD_BYTES = 1 << 20  # model cards are a few KB; a huge README is not read
 
 
 def pick_gguf(repo_id: str, files: list[str]) -> str:
-    """The GGUF file to pull from a repository when the user named none."""
-    ggufs = sorted(name for name in files if name.lower().endswith(".gguf"))
+    """The GGUF file to pull from a repository when the user named none (a vision model's
+    projector, mmproj-….gguf, is not one: owl.pull.projector pulls it with the model)."""
+    ggufs = sorted(
+        name for name in files if name.lower().endswith(".gguf") and not is_projector_file(name)
+    )
     if len(ggufs) == 1:
         return ggufs[0]
     for quant in _PREFERRED_QUANTS:

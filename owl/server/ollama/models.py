@@ -101,9 +101,13 @@ def _parameters_text(parameters: dict[str, Any]) -> str:
 
 
 def show_body(
-    manifest: Manifest, info: ModelInfo, capabilities: frozenset[Capability]
+    manifest: Manifest,
+    info: ModelInfo,
+    capabilities: frozenset[Capability],
+    projector: ModelInfo | None = None,
 ) -> dict[str, Any]:
-    """/api/show: details, template, default parameters, license and the file's metadata."""
+    """/api/show: details, template, default parameters, license and the file's metadata;
+    a vision model's `projector` (its mmproj's facts) as Ollama's projector_info."""
     model_info: dict[str, Any] = dict(info.metadata)
     model_info.setdefault("general.architecture", info.architecture)
     if info.parameters is not None:
@@ -118,7 +122,7 @@ def show_body(
             *(f"PARAMETER {line}" for line in parameters.splitlines()),
         ]
     )
-    return {
+    body = {
         "license": manifest.license or info.license or "",
         "modelfile": modelfile + "\n",
         "parameters": parameters,
@@ -128,9 +132,12 @@ def show_body(
         "model_info": model_info,
         "capabilities": ["embedding"]
         if Capability.EMBED in capabilities
-        else ["completion", "tools"],
+        else ["completion", "tools", *(["vision"] if Capability.SEE in capabilities else [])],
         "modified_at": rfc3339(manifest.pulled_at),
     }
+    if projector is not None:
+        body["projector_info"] = dict(projector.metadata)
+    return body
 
 
 def _pool(request: Request) -> ModelPool:
@@ -159,7 +166,9 @@ async def show(request: Request) -> dict[str, Any]:
     path = await run_in_threadpool(pool.store.weights_path, manifest)
     info = await run_in_threadpool(inspect, path)
     capabilities = await run_in_threadpool(partial(capabilities_of, manifest, store=pool.store))
-    return show_body(manifest, info, capabilities)
+    projector_path = await run_in_threadpool(pool.store.projector_path, manifest)
+    projector = None if projector_path is None else await run_in_threadpool(inspect, projector_path)
+    return show_body(manifest, info, capabilities, projector)
 
 
 @router.get("/api/ps")
