@@ -1,0 +1,159 @@
+"""llama.cpp's multimodal library (mtmd) over a loaded llama model: its projector (mmproj)
+turns images into embeddings that are prefilled into a context sequence beside the text.
+
+A prompt is text with one `MARKER` where each image goes (mtmd's default marker: the chat
+template writes it for each image part). `Projector.prefill` splits it into text and image
+chunks, encodes each image with the projector and decodes every chunk into one sequence of a
+generation context; what comes after is ordinary token-by-token decoding from the position it
+returns. Images reach mtmd only as the RGB pixels owl.engine.images decoded (never a file).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+from llama_cpp import mtmd_cpp
+from llama_cpp._internals import LlamaModel
+
+from owl.engine.images import Pixels
+from owl.engine.llama.context import Context
+from owl.engine.llama.log import LOG_ERROR, quiet
+from owl.errors import EngineError, InvalidImage
+
+MARKER = mtmd_cpp.mtmd_default_marker().decode()
+IMAGE_CHUNK = 1  # MTMD_INPUT_CHUNK_TYPE_IMAGE
+
+
+def _only_errors(level: int, text: bytes | None, _user_data: object) -> None:
+    # mtmd logs every encode at info level, through its own callback (not llama.cpp's).
+    if level == LOG_ERROR and text:
+        sys.stderr.write(text.decode("utf-8", "replace"))
+
+
+_LOG_CALLBACK = llama_cpp.llama_log_callback(_only_errors)  # alive as long as the module
+
+
+@dataclass(frozen=True)
+class Prefilled:
+    """A prompt prefilled into a sequence: the next position, and its tokens (image ones too)."""
+
+    n_past: int
+    prompt_tokens: int
+    image_tokens: int
+
+
+class Projector:
+    """A model's projector, loaded once; prefills are serialized by the caller (one decode
+    thread per context, as for text)."""
+
+    def __init__(
+        self, model: LlamaModel, path: Path, *, threads: int | None = None, name: str = ""
+    ) -> None:
+        quiet()
+        mtmd_cpp.mtmd_log_set(_LOG_CALLBACK, None)
+        mtmd_cpp.mtmd_helper_log_set(_LOG_CALLBACK, None)
+        params = mtmd_cpp.mtmd_context_params_default()
+        params.use_gpu = llama_cpp.llama_supports_gpu_offload()
+        params.print_timings = False
+        params.n_threads = threads or os.cpu_count() or 1
+        params.warmup = False
+        self._ctx = mtmd_cpp.mtmd_init_from_file(str(path).encode(), model.model, params)
+        if not self._ctx:
+            raise EngineError(
+                f"llama.cpp could not load the projector {path.name} for {name or 'the model'}; "
+                "it may be damaged or made for another model: pull the model's own mmproj "
+                "(owl pull MODEL --mmproj PROJ.gguf)"
+            )
+        if not mtmd_cpp.mtmd_support_vision(self._ctx):
+            self.close()
+            raise EngineError(f"the projector {path.name} takes no images (an audio projector?)")
+
+    def chunks(self, prompt: str, images: Sequence[Pixels]) -> _Chunks:
+        """The prompt's text and image chunks (images encoded later, at prefill)."""
+        if prompt.count(MARKER) != len(images):
+            raise InvalidImage(
+                f"the prompt has {prompt.count(MARKER)} image place(s) for {len(images)} image(s)"
+            )
+        return _Chunks(self._ctx, prompt, images)
+
+    def prefill(
+        self, context: Context, chunks: _Chunks, *, seq: int, n_past: int = 0, n_batch: int
+    ) -> Prefilled:
+        """Decode every chunk into sequence `seq` from `n_past`, logits for the last token."""
+        new_past = llama_cpp.llama_pos(0)
+        status = mtmd_cpp.mtmd_helper_eval_chunks(
+            self._ctx,
+            context.ctx,
+            chunks.raw,
+            n_past,
+            seq,
+            n_batch,
+            True,
+            ctypes.byref(new_past),
+        )
+        if status != 0:
+            raise EngineError(
+                f"llama.cpp could not prefill a prompt with images (status {status}); "
+                "try a larger --ctx, or fewer or smaller images"
+            )
+        return Prefilled(
+            n_past=int(new_past.value),
+            prompt_tokens=chunks.n_tokens,
+            image_tokens=chunks.image_tokens,
+        )
+
+    def close(self) -> None:
+        if self._ctx:
+            mtmd_cpp.mtmd_free(self._ctx)
+            self._ctx = None
+
+
+class _Chunks:
+    """mtmd's tokenized prompt; owns the bitmaps until freed (close, or garbage collection)."""
+
+    def __init__(self, ctx: object, prompt: str, images: Sequence[Pixels]) -> None:
+        self._bitmaps = [_bitmap(pixels) for pixels in images]
+        self.raw = mtmd_cpp.mtmd_input_chunks_init()
+        text = prompt.encode()
+        part = mtmd_cpp.mtmd_input_text()
+        part.text, part.text_len = text, len(text)
+        part.add_special, part.parse_special = True, True
+        array = (mtmd_cpp.mtmd_bitmap_p_ctypes * max(1, len(self._bitmaps)))(*self._bitmaps)
+        status = mtmd_cpp.mtmd_tokenize(
+            ctx, self.raw, ctypes.byref(part), array, len(self._bitmaps)
+        )
+        if status != 0:
+            self.close()
+            raise InvalidImage(f"mtmd could not tokenize the prompt with its images ({status})")
+        self.n_tokens = int(mtmd_cpp.mtmd_helper_get_n_tokens(self.raw))
+        self.image_tokens = 0
+        for index in range(mtmd_cpp.mtmd_input_chunks_size(self.raw)):
+            chunk = mtmd_cpp.mtmd_input_chunks_get(self.raw, index)
+            if mtmd_cpp.mtmd_input_chunk_get_type(chunk) == IMAGE_CHUNK:
+                self.image_tokens += int(mtmd_cpp.mtmd_input_chunk_get_n_tokens(chunk))
+
+    def close(self) -> None:
+        if self.raw:
+            mtmd_cpp.mtmd_input_chunks_free(self.raw)
+            self.raw = None
+        for bitmap in self._bitmaps:
+            mtmd_cpp.mtmd_bitmap_free(bitmap)
+        self._bitmaps = []
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _bitmap(pixels: Pixels) -> object:
+    # mtmd copies the bytes into the bitmap, so the buffer need not outlive this call.
+    data = (ctypes.c_uint8 * len(pixels.rgb)).from_buffer_copy(pixels.rgb)
+    bitmap = mtmd_cpp.mtmd_bitmap_init(pixels.width, pixels.height, data)
+    if not bitmap:
+        raise InvalidImage(f"mtmd refused a {pixels.width}×{pixels.height} image")
+    return bitmap
