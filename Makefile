@@ -30,9 +30,10 @@ run: $(VENV)/.installed-run
 	$(BIN)/owl run smollm2 "$(PROMPT)"
 
 # The speech tests speak with espeak-ng (a program owl's Piper voices run as a subprocess)
-# and convert audio with ffmpeg. Debian packages: installed with apt-get when missing (as
+# and convert audio with ffmpeg; the UI tests drive a headless chromium (Playwright cannot
+# download a browser build here). Debian packages: installed with apt-get when missing (as
 # root, or through sudo when it asks for no password).
-SYSTEM_PROGRAMS := espeak-ng ffmpeg
+SYSTEM_PROGRAMS := espeak-ng ffmpeg chromium
 system-packages:
 	@missing=""; for program in $(SYSTEM_PROGRAMS); do \
 	  command -v $$program >/dev/null 2>&1 || missing="$$missing $$program"; done; \

@@ -118,6 +118,7 @@ class Settings(BaseSettings):
         default=False, validation_alias=AliasChoices("OWL_HF_OFFLINE", "HF_HUB_OFFLINE")
     )
     default_model: str = "smollm2"
+    ui: bool = Field(default=True, description="Serve the web UI at / (owl ui opens it).")
     # Server operations (docs/serve.md). Lists come comma-separated: OWL_API_KEYS=k1,k2.
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Keys a client must send; none = no auth."

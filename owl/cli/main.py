@@ -42,6 +42,7 @@ def _register() -> None:
         sign,
         speech,
         tune,
+        ui,
     )
 
     for module in (
@@ -53,8 +54,8 @@ def _register() -> None:
         sign,
         doctor,
         speech,
-        catalog,
         draw,
+        catalog,
         license,
         lock,
         convert,
@@ -63,6 +64,7 @@ def _register() -> None:
         distill,
         export,
         tune,
+        ui,
     ):
         module.register(app)
 

@@ -82,6 +82,9 @@ def serve_command(
     lock_file: Annotated[
         Path, typer.Option("--lock-file", help="The lock file for --locked.")
     ] = Path(LOCK_FILE),
+    no_ui: Annotated[
+        bool, typer.Option("--no-ui", help="Do not serve the web UI at / (OWL_UI=false).")
+    ] = False,
 ) -> None:
     """Serve the store's models over an OpenAI-compatible API."""
     from owl.server.app import serve
@@ -97,6 +100,7 @@ def serve_command(
         max_queue=max_queue,
         max_body=max_body,
         max_pulls=max_pulls,
+        ui=False if no_ui else None,
     )
     _check_can_listen(settings.host, settings.port)
     # Repeatable flags add to what the environment gives, rather than replace it.

@@ -29,6 +29,7 @@ from owl.server.openai import audio as openai_audio
 from owl.server.openai import images as openai_images
 from owl.server.openai import routes as openai_routes
 from owl.server.pool import ModelPool
+from owl.server.ui import UiMiddleware
 from owl.store.lock import Lock
 
 
@@ -60,14 +61,14 @@ def create_app(
     app.state.metrics = counters
     app.state.generations = generations
     app.state.pulls = Pulls(settings.max_pulls)
-    errors.install(app)
     app.state.image_files = image_files(settings)
+    errors.install(app)
     disconnect.install(app)
     limits.install(app)
     app.include_router(openai_routes.router)
     app.include_router(openai_audio.router)
-    app.include_router(ollama_routes.router)
     app.include_router(openai_images.router)
+    app.include_router(ollama_routes.router)
     app.include_router(metrics.router)
     # Added innermost first: the catch-all answers a route's unexpected error; metrics
     # count every answer, 401s and 413s included; CORS answers preflights before auth and
@@ -80,6 +81,8 @@ def create_app(
         audio_limit=settings.max_audio_bytes + (64 << 10),
     )
     app.add_middleware(ApiKeyMiddleware, keys=keys)
+    if settings.ui:  # outside the key check: the page must load to ask for a key
+        app.add_middleware(UiMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
