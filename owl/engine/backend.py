@@ -91,8 +91,10 @@ class Scheduler(Protocol):
         sample: bool = True,
         cache_prompt: bool = True,
         group: object | None = None,
+        media: Any = None,
     ) -> None:
-        """Queue a generation whose tokens go to `sink`. A scheduler that cannot do what is
+        """Queue a generation whose tokens go to `sink` (`media`: the images that fill the
+        prompt's MEDIA positions, owl/engine/scheduler.py). A scheduler that cannot do what is
         asked (constrained output, logprobs, scoring) raises NotSupportedYet here, at once."""
         ...
 

@@ -31,6 +31,11 @@ FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 NAMES = "PNG, JPEG, WebP, GIF or BMP"
 
 
+# Where an image goes in a rendered prompt: llama.cpp's mtmd default marker (vision.py checks
+# that it is), written here so that the server and templates need not load llama.cpp.
+IMAGE_MARKER = "<__media__>"
+
+
 @dataclass(frozen=True)
 class Pixels:
     """A decoded image: `rgb` holds width × height × 3 bytes, row by row."""

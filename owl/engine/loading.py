@@ -140,6 +140,7 @@ def _load_generating(
             for adapter, scale in zip(adapters, scales, strict=True)
         ),
         defaults=dict(manifest.parameters or {}),
+        projector=store.projector_path(manifest) if manifest.format == "gguf" else None,
     )
     return entry.load(request)
 

@@ -9,12 +9,19 @@ from pydantic import ValidationError
 
 from owl.engine.backend import Backend, Capability, Occupancy, TokenLogprob
 from owl.engine.control_tokens import message_texts, plain_text_spans
+from owl.engine.images import IMAGE_MARKER, Pixels
 from owl.engine.sampling import SamplingParams
 from owl.engine.stream import DeltaStream
 from owl.engine.template import ChatTemplate
 from owl.engine.textstream import TextStream
 from owl.engine.worker import engine_thread
-from owl.errors import ContextOverflow, InvalidParameter, InvalidPrompt
+from owl.errors import (
+    ContextOverflow,
+    InvalidImage,
+    InvalidParameter,
+    InvalidPrompt,
+    WrongModelKind,
+)
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,43 @@ class Model:
             cursor = end
         return tokens + self._markup(prompt[cursor:])
 
+    def chat_media(
+        self, messages: list[dict[str, Any]], images: list[Pixels]
+    ) -> tuple[list[int], list[Any]]:
+        """The prompt of a conversation whose messages hold IMAGE_MARKER where each of
+        `images` goes: its tokens, with a run of MEDIA for each image's tokens, and the
+        media that fill them (for generate's `media`). Message text stays plain text, as in
+        chat_tokens; WrongModelKind for a model that cannot see."""
+        from owl.engine.scheduler import MEDIA
+
+        if Capability.SEE not in self.capabilities:
+            raise WrongModelKind(
+                f"'{self.name}' cannot see images; use a vision model with its projector "
+                "(owl pull MODEL.gguf --mmproj PROJECTOR.gguf)"
+            )
+        prompt = self.template.render(messages, add_generation_prompt=True)
+        if prompt.count(IMAGE_MARKER) != len(images):
+            raise InvalidImage(
+                f"'{self.name}''s chat template kept {prompt.count(IMAGE_MARKER)} of the "
+                f"{len(images)} images; send them in user messages"
+            )
+        media = self.backend.image_media(images)  # type: ignore[attr-defined]
+        texts = [piece for text in message_texts(messages) for piece in text.split(IMAGE_MARKER)]
+        spans = plain_text_spans(prompt, texts, self.backend.control_texts)
+        tokens: list[int] = []
+        cursor, image = 0, 0
+        for start, end in [*spans, (len(prompt), len(prompt))]:
+            for index, markup in enumerate(prompt[cursor:start].split(IMAGE_MARKER)):
+                if index:
+                    tokens += [MEDIA] * media[image].n_tokens
+                    image += 1
+                tokens += self._tokenize_prompt(markup) if not tokens else self._markup(markup)
+            tokens += self.backend.tokenize(prompt[start:end], add_bos=False, special=False)
+            cursor = end
+        if tokens[-1] == MEDIA:
+            raise InvalidImage("the prompt ends with an image; the template must add text after it")
+        return tokens, media
+
     def _markup(self, text: str) -> list[int]:
         return self.backend.tokenize(text, add_bos=False, special=True) if text else []
 
@@ -144,8 +188,10 @@ class Model:
         sample: bool = True,
         cache_prompt: bool = True,
         group: object | None = None,
+        media: Any = None,
     ) -> DeltaStream[Delta]:
-        """Stream text for `prompt_tokens`; the last Delta has finish_reason and usage.
+        """Stream text for `prompt_tokens` (with `media` for their images: chat_media); the
+        last Delta has finish_reason and usage.
 
         Generation runs on the engine thread — batched with the other generations where
         the backend can, else one at a time (its scheduler) — ahead of the reader; close the
@@ -175,6 +221,7 @@ class Model:
             sample=sample,
             cache_prompt=cache_prompt,
             group=group,
+            media=media,
         )
         return stream
 

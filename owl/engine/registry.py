@@ -36,6 +36,7 @@ class LoadRequest:
     slots: int = 1
     adapters: tuple[tuple[Path, float], ...] = ()  # (file, scale) of each LoRA adapter
     defaults: dict[str, Any] = field(default_factory=dict)  # the manifest's sampling defaults
+    projector: Path | None = None  # a vision GGUF's projector (mmproj)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def _llama_generation(request: LoadRequest) -> Loaded:
         threads=request.threads,
         slots=request.slots,
         adapters=request.adapters,
+        projector=request.projector,
     )
     return Model(backend, name=request.name, defaults=request.defaults)
 

@@ -29,6 +29,13 @@ from owl.errors import ContextOverflow, ServerBusy
 
 log = logging.getLogger(__name__)
 
+# A prompt position an image fills (the prompt of a request with images holds one per image
+# token); the decoder prefills those with the request's media. In a slot's cache, the
+# positions of a prefilled prefix read PREFILLED, which no prompt holds: a later request
+# never reuses a cache that depends on another request's images.
+MEDIA = -2
+PREFILLED = -1
+
 
 @dataclass
 class Piece:
@@ -73,6 +80,11 @@ class Decoder(Protocol):
 
     def free_sampler(self, sampler: Any) -> None: ...
 
+    def prefill(self, tokens: list[int], media: Any, seq: int) -> None:
+        """Evaluate `tokens` (text ids, and MEDIA runs that `media`'s images fill, in
+        order) into sequence `seq` from position 0, with no logits."""
+        ...
+
 
 @dataclass(eq=False)
 class Job:
@@ -83,6 +95,7 @@ class Job:
     sample: bool = True  # False: only score the prompt
     cache_prompt: bool = True  # False: evaluate the whole prompt, whatever a slot holds
     group: object | None = None  # the request it belongs to (None: a group of its own)
+    media: Any = None  # the images that fill the prompt's MEDIA positions (Decoder.prefill)
     pending: list[int] = field(default_factory=list)  # tokens to evaluate next
     sampler: Any = None
     slot: Slot | None = None
@@ -137,11 +150,14 @@ class BatchingScheduler:
         sample: bool = True,
         cache_prompt: bool = True,
         group: object | None = None,
+        media: Any = None,
     ) -> None:
-        """Queue a generation. Jobs of one `group` (the choices of one request) share the
-        slots fairly with the others: a free slot goes to the waiting job whose group holds
-        the fewest slots, the oldest first among equals — so a request for n=8 choices
-        cannot take every slot from requests that arrived after it."""
+        """Queue a generation. A prompt with MEDIA positions comes with the `media` that
+        fill them; its prefix up to the last image is prefilled when it gets a slot.
+        Jobs of one `group` (the choices of one request) share the slots fairly with the
+        others: a free slot goes to the waiting job whose group holds the fewest slots, the
+        oldest first among equals — so a request for n=8 choices cannot take every slot
+        from requests that arrived after it."""
         job = Job(
             list(prompt),
             params,
@@ -150,6 +166,7 @@ class BatchingScheduler:
             sample=sample,
             cache_prompt=cache_prompt,
             group=group,
+            media=media,
         )
         with self._lock:
             if self._closed:
@@ -290,12 +307,14 @@ class BatchingScheduler:
         # prefix evaluates the rest in a smaller batch, which moves logits slightly (about
         # 1e-2 in a logprob, measured): `cache_prompt=False` trades speed for answers that
         # never depend on what a slot held before.
-        whole = job.prompt_logprobs is not None or not job.cache_prompt
+        whole = job.prompt_logprobs is not None or not job.cache_prompt or job.media is not None
         reused = 0 if whole else min(reused, len(job.prompt) - 1)
         self.decoder.forget(slot.seq, reused)
         slot.cached = slot.cached[:reused]
         self.reused_tokens += reused
         job.pending = job.prompt[reused:]
+        if job.media is not None and not self._prefilled(job, slot):
+            return
         try:
             job.sampler = self.decoder.sampler(job.params, job.prompt) if job.sample else None
         except Exception as err:  # e.g. a grammar llama.cpp refuses: this job's failure only
@@ -305,6 +324,23 @@ class BatchingScheduler:
         slot.job = job
         self._clock += 1
         slot.last_used = self._clock
+
+    def _prefilled(self, job: Job, slot: Slot) -> bool:
+        """Prefill `job`'s prompt up to its last image into `slot`: the images are encoded
+        here, on the engine thread, while the other slots wait one step; the text after the
+        last image is read like any prompt's. False (the job ended) when that fails."""
+        last = max(i for i, token in enumerate(job.prompt) if token == MEDIA)
+        self.decoder.forget(slot.seq, 0)
+        slot.cached = []
+        try:
+            self.decoder.prefill(job.prompt[: last + 1], job.media, slot.seq)
+        except Exception as err:  # this request's images, not the others' generations
+            self.decoder.forget(slot.seq, 0)
+            job.sink.end(err)
+            return False
+        slot.cached = [PREFILLED] * (last + 1)
+        job.pending = job.prompt[last + 1 :]
+        return True
 
     def _plan(self) -> tuple[list[Piece], list[Job]]:
         """One decoding token per generation first, then prompt chunks while room is left."""

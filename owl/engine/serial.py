@@ -53,6 +53,7 @@ class SerialScheduler:
         sample: bool = True,
         cache_prompt: bool = True,  # every prompt is evaluated whole here anyway
         group: object | None = None,  # one at a time: every group waits its turn alike
+        media: object | None = None,  # never given: Model.chat_media needs Capability.SEE
     ) -> None:
         wanted = [
             feature

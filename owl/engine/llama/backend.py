@@ -26,9 +26,9 @@ from owl.engine.llama.sampler import free_sampler, make_sampler, sample
 from owl.engine.llama.vocab import Vocab
 from owl.engine.memory import with_overhead
 from owl.engine.sampling import SamplingParams
-from owl.engine.scheduler import BatchingScheduler, Piece
+from owl.engine.scheduler import MEDIA, BatchingScheduler, Piece
 from owl.engine.worker import engine_thread
-from owl.errors import EngineError
+from owl.errors import ContextOverflow, EngineError, NotSupportedYet, WrongModelKind
 
 BATCH_SIZE = 512
 
@@ -36,7 +36,7 @@ BATCH_SIZE = 512
 class LlamaCppBackend:
     """A GGUF model loaded in llama.cpp; its scheduler owns the context."""
 
-    capabilities = frozenset({Capability.CHAT, Capability.COMPLETE, Capability.SCORE})
+    TEXT = frozenset({Capability.CHAT, Capability.COMPLETE, Capability.SCORE})
 
     def __init__(
         self,
@@ -46,8 +46,10 @@ class LlamaCppBackend:
         threads: int | None = None,
         slots: int = 1,
         adapters: Sequence[tuple[Path, float]] = (),
+        projector: Path | None = None,
     ) -> None:
         self._model = load_model(path)
+        self._name = path.name
         self._vocab = Vocab(self._model.vocab)
         self._slot_ctx = n_ctx or self._model.n_ctx_train()
         try:
@@ -70,7 +72,20 @@ class LlamaCppBackend:
             raise
         self._batch = Batch(BATCH_SIZE)
         self._slots = slots
+        self._projector = None
+        if projector is not None:
+            from owl.engine.llama.vision import Projector
+
+            try:
+                self._projector = Projector(self._model, projector, threads=threads, name=path.name)
+            except EngineError:
+                self._batch.close()
+                self._close_model()
+                raise
+        self.capabilities = self.TEXT | ({Capability.SEE} if self._projector else frozenset())
         self._memory = self._estimate(path, adapters)
+        if projector is not None:
+            self._memory += projector.stat().st_size
         self._scheduler = BatchingScheduler(self, worker=engine_thread())
 
     def _estimate(self, path: Path, adapters: Sequence[tuple[Path, float]]) -> int:
@@ -82,6 +97,8 @@ class LlamaCppBackend:
 
     def _close_model(self) -> None:
         """Free the context, the adapters and the model (after the scheduler has stopped)."""
+        if getattr(self, "_projector", None) is not None:
+            self._projector.close()
         self._context.close()
         free_adapters(self._adapters)  # after the context that used them
         self._model.close()
@@ -170,7 +187,58 @@ class LlamaCppBackend:
         return True
 
     def sampler(self, params: SamplingParams, history: list[int]) -> Any:
-        return make_sampler(self._model.vocab, self._vocab.n_tokens, params, history)
+        text = [token for token in history if token >= 0]  # not the images' positions
+        return make_sampler(self._model.vocab, self._vocab.n_tokens, params, text)
+
+    # Images (a model loaded with its projector):
+    def image_media(self, images: Sequence[Any]) -> list[Any]:
+        """Each image (owl Pixels) as mtmd's chunks, to fill its MEDIA run of a prompt."""
+        if self._projector is None:
+            raise WrongModelKind(
+                f"'{self._name}' cannot see images: it has no projector; pull a vision model "
+                "with its projector (owl pull MODEL.gguf --mmproj PROJECTOR.gguf)"
+            )
+        from owl.engine.images import IMAGE_MARKER
+
+        media = [
+            self._projector.chunks(IMAGE_MARKER, [image], add_special=False) for image in images
+        ]
+        if any(chunks.n_pos != chunks.n_tokens for chunks in media):
+            raise NotSupportedYet(
+                f"'{self._name}' places image tokens in 2-D positions (M-RoPE, as Qwen2-VL "
+                "does), which owl's scheduler does not do yet"
+            )
+        return media
+
+    def prefill(self, tokens: list[int], media: Any, seq: int) -> None:
+        assert self._projector is not None
+        images = iter(media)
+        position = index = 0
+        while index < len(tokens):
+            if tokens[index] == MEDIA:
+                chunks = next(images)
+                done = self._projector.prefill(
+                    self._context, chunks, seq=seq, n_past=position, n_batch=BATCH_SIZE,
+                    logits_last=False,
+                )  # fmt: skip
+                position, index = done.n_past, index + chunks.n_tokens
+                continue
+            end = index
+            while end < len(tokens) and tokens[end] != MEDIA and end - index < BATCH_SIZE:
+                end += 1
+            self._batch.clear()
+            self._batch.add(seq, tokens[index:end], start=position)
+            status = self._context.decode(self._batch)
+            if status == 1:
+                raise ContextOverflow(
+                    "the context has no room left for the images; retry later, or serve "
+                    "with a larger --ctx"
+                )
+            if status != 0:
+                raise EngineError(
+                    f"llama.cpp could not evaluate the prompt (llama_decode {status})"
+                )
+            position, index = position + end - index, end
 
     def sample(self, sampler: Any, index: int) -> int:
         return sample(sampler, self._context, index)

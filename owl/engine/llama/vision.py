@@ -21,12 +21,13 @@ import llama_cpp
 from llama_cpp import mtmd_cpp
 from llama_cpp._internals import LlamaModel
 
-from owl.engine.images import Pixels
+from owl.engine.images import IMAGE_MARKER, Pixels
 from owl.engine.llama.context import Context
 from owl.engine.llama.log import LOG_ERROR, quiet
 from owl.errors import EngineError, InvalidImage
 
 MARKER = mtmd_cpp.mtmd_default_marker().decode()
+assert MARKER == IMAGE_MARKER, MARKER  # a new llama.cpp changed its marker
 IMAGE_CHUNK = 1  # MTMD_INPUT_CHUNK_TYPE_IMAGE
 
 
@@ -74,16 +75,23 @@ class Projector:
             self.close()
             raise EngineError(f"the projector {path.name} takes no images (an audio projector?)")
 
-    def chunks(self, prompt: str, images: Sequence[Pixels]) -> _Chunks:
+    def chunks(self, prompt: str, images: Sequence[Pixels], *, add_special: bool = True) -> _Chunks:
         """The prompt's text and image chunks (images encoded later, at prefill)."""
         if prompt.count(MARKER) != len(images):
             raise InvalidImage(
                 f"the prompt has {prompt.count(MARKER)} image place(s) for {len(images)} image(s)"
             )
-        return _Chunks(self._ctx, prompt, images)
+        return _Chunks(self._ctx, prompt, images, add_special=add_special)
 
     def prefill(
-        self, context: Context, chunks: _Chunks, *, seq: int, n_past: int = 0, n_batch: int
+        self,
+        context: Context,
+        chunks: _Chunks,
+        *,
+        seq: int,
+        n_past: int = 0,
+        n_batch: int,
+        logits_last: bool = True,
     ) -> Prefilled:
         """Decode every chunk into sequence `seq` from `n_past`, logits for the last token."""
         new_past = llama_cpp.llama_pos(0)
@@ -94,7 +102,7 @@ class Projector:
             n_past,
             seq,
             n_batch,
-            True,
+            logits_last,
             ctypes.byref(new_past),
         )
         if status != 0:
@@ -117,13 +125,15 @@ class Projector:
 class _Chunks:
     """mtmd's tokenized prompt; owns the bitmaps until freed (close, or garbage collection)."""
 
-    def __init__(self, ctx: object, prompt: str, images: Sequence[Pixels]) -> None:
+    def __init__(
+        self, ctx: object, prompt: str, images: Sequence[Pixels], *, add_special: bool = True
+    ) -> None:
         self._bitmaps = [_bitmap(pixels) for pixels in images]
         self.raw = mtmd_cpp.mtmd_input_chunks_init()
         text = prompt.encode()
         part = mtmd_cpp.mtmd_input_text()
         part.text, part.text_len = text, len(text)
-        part.add_special, part.parse_special = True, True
+        part.add_special, part.parse_special = add_special, True
         array = (mtmd_cpp.mtmd_bitmap_p_ctypes * max(1, len(self._bitmaps)))(*self._bitmaps)
         status = mtmd_cpp.mtmd_tokenize(
             ctx, self.raw, ctypes.byref(part), array, len(self._bitmaps)
@@ -132,6 +142,7 @@ class _Chunks:
             self.close()
             raise InvalidImage(f"mtmd could not tokenize the prompt with its images ({status})")
         self.n_tokens = int(mtmd_cpp.mtmd_helper_get_n_tokens(self.raw))
+        self.n_pos = int(mtmd_cpp.mtmd_helper_get_n_pos(self.raw))
         self.image_tokens = 0
         for index in range(mtmd_cpp.mtmd_input_chunks_size(self.raw)):
             chunk = mtmd_cpp.mtmd_input_chunks_get(self.raw, index)
