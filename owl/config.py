@@ -144,6 +144,9 @@ class Settings(BaseSettings):
         ge=1,
         description="Most pixels an image may have (width × height); more is refused.",
     )
+    max_images: int = Field(
+        default=8, ge=0, le=64, description="Most images one chat request may send."
+    )
     image_folder: Path | None = Field(
         default=None,
         description="A folder whose files requests may name as images; none = no files.",

@@ -15,10 +15,22 @@ from owl.errors import InvalidParameter, InvalidPrompt, OwlError
 from owl.pull import open_store, resolve
 
 
-def _stream(model: Model, messages: list[dict[str, str]], params: SamplingParams) -> str:
+def _stream(
+    model: Model,
+    messages: list[dict[str, str]],
+    params: SamplingParams,
+    *,
+    tokens: list[int] | None = None,
+    media: object = None,
+) -> str:
     parts = []
+    stream = (
+        model.chat(messages, params)
+        if tokens is None
+        else model.generate(tokens, params, media=media)
+    )
     try:
-        with model.chat(messages, params) as deltas:  # Ctrl-C stops the generation too
+        with stream as deltas:  # Ctrl-C stops the generation too
             for delta in deltas:
                 if delta.text:
                     sys.stdout.write(delta.text)
@@ -135,6 +147,10 @@ def run_command(
             "(experts only; recorded in its manifest).",
         ),
     ] = False,
+    image: Annotated[
+        list[Path] | None,
+        typer.Option(help="An image for a vision model to look at (repeatable)."),
+    ] = None,
 ) -> None:
     """Answer PROMPT with MODEL, streaming the reply; without PROMPT, chat.
 
@@ -182,12 +198,34 @@ def run_command(
         raise typer.BadParameter(f"{option}: {err.reason}") from None
     if prompt is None and not sys.stdin.isatty():
         prompt = _read_stdin()
+    if prompt is None and image:
+        raise typer.BadParameter("--image needs a PROMPT to answer about it")
     if prompt is None:
         _chat(loaded, system, params)
         return
     messages = [{"role": "system", "content": system}] if system else []
+    if image:
+        from owl.engine.images import IMAGE_MARKER
+
+        loaded.require_sight()
+        pixels = [_read_image(path, config) for path in image]
+        messages.append({"role": "user", "content": IMAGE_MARKER * len(pixels) + prompt})
+        tokens, media = loaded.chat_media(messages, pixels)
+        _stream(loaded, messages, params, tokens=tokens, media=media)
+        return
     messages.append({"role": "user", "content": prompt})
     _stream(loaded, messages, params)
+
+
+def _read_image(path: Path, config) -> object:  # noqa: ANN001 (Settings) — owl Pixels
+    from owl.engine.images import decode_image
+    from owl.errors import InvalidImage
+
+    try:
+        data = path.expanduser().read_bytes()
+    except OSError as err:
+        raise InvalidImage(f"cannot read the image {path}: {err.strerror or err}") from None
+    return decode_image(data, max_bytes=config.max_image_bytes, max_pixels=config.max_image_pixels)
 
 
 def register(app: typer.Typer) -> None:

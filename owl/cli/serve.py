@@ -85,6 +85,14 @@ def serve_command(
     no_ui: Annotated[
         bool, typer.Option("--no-ui", help="Do not serve the web UI at / (OWL_UI=false).")
     ] = False,
+    image_folder: Annotated[
+        Path | None,
+        typer.Option(
+            "--image-folder",
+            help="A folder whose files requests may name as images (file: URLs, paths); "
+            "without it, images come as data: URLs or base64 only (OWL_IMAGE_FOLDER).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the store's models over an OpenAI-compatible API."""
     from owl.server.app import serve
@@ -101,6 +109,7 @@ def serve_command(
         max_body=max_body,
         max_pulls=max_pulls,
         ui=False if no_ui else None,
+        image_folder=image_folder,
     )
     _check_can_listen(settings.host, settings.port)
     # Repeatable flags add to what the environment gives, rather than replace it.

@@ -132,6 +132,14 @@ class Model:
             cursor = end
         return tokens + self._markup(prompt[cursor:])
 
+    def require_sight(self) -> None:
+        """WrongModelKind, saying what to use, unless the model can see images."""
+        if Capability.SEE not in self.capabilities:
+            raise WrongModelKind(
+                f"'{self.name}' cannot see images; use a vision model with its projector "
+                "(owl pull MODEL.gguf --mmproj PROJECTOR.gguf)"
+            )
+
     def chat_media(
         self, messages: list[dict[str, Any]], images: list[Pixels]
     ) -> tuple[list[int], list[Any]]:
@@ -141,11 +149,7 @@ class Model:
         chat_tokens; WrongModelKind for a model that cannot see."""
         from owl.engine.scheduler import MEDIA
 
-        if Capability.SEE not in self.capabilities:
-            raise WrongModelKind(
-                f"'{self.name}' cannot see images; use a vision model with its projector "
-                "(owl pull MODEL.gguf --mmproj PROJECTOR.gguf)"
-            )
+        self.require_sight()
         prompt = self.template.render(messages, add_generation_prompt=True)
         if prompt.count(IMAGE_MARKER) != len(images):
             raise InvalidImage(

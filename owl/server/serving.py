@@ -24,6 +24,7 @@ from owl.server import tool_calls
 from owl.server.choices import Choice, merged
 from owl.server.disconnect import unless_disconnected
 from owl.server.generations import WatchedStream, start_generations
+from owl.server.image_inputs import all_pixels
 from owl.server.pool import ModelPool
 from owl.server.tool_calls import ToolCall, Tools
 
@@ -54,6 +55,7 @@ class Task:
     prompt_logprobs: int | None = None  # score the prompt too, with that many alternatives
     sample: bool = True  # False: only score the prompt
     cache_prompt: bool = True  # False: never reuse a slot's cached prefix
+    images: tuple[str, ...] = ()  # one per IMAGE_MARKER in `messages`, in order (image_inputs)
     keep_alive: float | None = None  # seconds the model stays loaded after; None: default
 
 
@@ -128,11 +130,18 @@ async def prepare(request: Request, task: Task, model: Model, *, started_ns: int
     params = model.sampling(
         grammar=grammar, logprobs=task.logprobs, max_tokens=task.max_tokens, **task.sampling
     )
+    options: dict[str, Any] = {}
     if task.messages is not None:
         messages = task.messages
         if task.tools is not None:
             messages = tool_calls.with_tools(messages, task.tools)
-        prompt = await run_in_threadpool(model.chat_tokens, messages)
+        if task.images:
+            model.require_sight()  # before any image is decoded
+            settings = request.app.state.settings
+            pixels = await run_in_threadpool(all_pixels, task.images, settings)
+            prompt, options["media"] = await run_in_threadpool(model.chat_media, messages, pixels)
+        else:
+            prompt = await run_in_threadpool(model.chat_tokens, messages)
     else:
         prompt = await run_in_threadpool(model.text_tokens, task.prompt or "")
     streams = start_generations(
@@ -143,6 +152,7 @@ async def prepare(request: Request, task: Task, model: Model, *, started_ns: int
         prompt_logprobs=task.prompt_logprobs,
         sample=task.sample,
         cache_prompt=task.cache_prompt,
+        **options,
     )
     return Job(
         task=task,

@@ -16,9 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from owl.config import duration_seconds
 from owl.engine import SamplingParams
+from owl.engine.images import IMAGE_MARKER
 from owl.errors import InvalidPrompt
 from owl.server import tool_calls
 from owl.server.body_checks import ERROR_TYPE, MAX_DEPTH, body_problem
+from owl.server.image_inputs import plain_text
 from owl.server.responses import ResponseBody
 from owl.server.serving import MAX_STOP, JsonOutput, Task
 from owl.server.tool_calls import Tools
@@ -192,6 +194,8 @@ class Message(BaseModel):
         """The dict a chat template expects; tool calls and results in owl's generic
         format (owl/server/tool_calls.py), which every template can carry."""
         content, role = self.content or "", self.role
+        if self.images:  # the markers where the images go, before the text (image_inputs)
+            content = IMAGE_MARKER * len(self.images) + plain_text(content)
         if self.tool_calls:
             calls = [{"function": call.function} for call in self.tool_calls]
             content = "\n".join(filter(None, [content, tool_calls.call_text(calls)]))
@@ -213,6 +217,7 @@ class ChatRequest(GenerationRequest):
         return self._task(
             messages=[message.as_template_input() for message in self.messages],
             tools=Tools(tuple(functions), may_answer=True) if functions else None,
+            images=tuple(image for message in self.messages for image in message.images or ()),
         )
 
     def functions(self) -> list[dict[str, Any]]:
@@ -240,7 +245,10 @@ class GenerateRequest(GenerationRequest):
         if self.raw:  # the prompt is already formatted; like Ollama, `system` is not used
             return self._task(prompt=self.prompt)
         messages = [{"role": "system", "content": self.system}] if self.system else []
-        return self._task(messages=[*messages, {"role": "user", "content": self.prompt}])
+        user = Message(role="user", content=self.prompt, images=self.images)
+        return self._task(
+            messages=[*messages, user.as_template_input()], images=tuple(self.images or ())
+        )
 
 
 class ShowRequest(BaseModel):

@@ -22,16 +22,16 @@ def _common(body: GenerationRequest) -> None:
 def refuse_unsupported_chat(body: ChatRequest) -> None:
     """Raise NotSupportedYet for what a chat request asks that owl cannot do yet."""
     _common(body)
-    for message in body.messages:
-        if message.images:
-            raise NotSupportedYet("'images' are not supported yet: owl serves text models")
 
 
 def refuse_unsupported_generate(body: GenerateRequest) -> None:
     """Raise NotSupportedYet (or TemplateError) for what a generate request cannot have."""
     _common(body)
-    if body.images:
-        raise NotSupportedYet("'images' are not supported yet: owl serves text models")
+    if body.images and body.raw:
+        raise NotSupportedYet(
+            "'images' with raw: true are not supported yet: owl places the images through "
+            "the model's chat template; leave raw out"
+        )
     if body.suffix:
         raise NotSupportedYet("'suffix' (fill-in-the-middle) is not supported yet")
     if body.template:

@@ -14,8 +14,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from owl.config import Settings
-from owl.engine.images import Pixels, decode_image, from_base64, image_bytes
+from owl.engine.images import Pixels
 from owl.errors import InvalidPrompt
+from owl.server.image_inputs import image_pixels
 
 
 class ImageUrl(BaseModel):
@@ -44,18 +45,8 @@ def parts_to_inputs(parts: list[str | EmbeddingPart], settings: Settings) -> lis
         if isinstance(part, str):
             inputs.append(part)
         else:
-            inputs.append(_pixels(part, settings))
+            ref = part.image_url.url if isinstance(part, ImagePart) else part.image
+            inputs.append(image_pixels(ref, settings))
     if not inputs:
         raise InvalidPrompt("'input' is empty; send texts or images")
     return inputs
-
-
-def _pixels(part: ImagePart | BareImage, settings: Settings) -> Pixels:
-    limit = settings.max_image_bytes
-    if isinstance(part, ImagePart):
-        data = image_bytes(part.image_url.url, max_bytes=limit, folder=settings.image_folder)
-    elif part.image.startswith(("data:", "file:", "http:", "https:", "/")):
-        data = image_bytes(part.image, max_bytes=limit, folder=settings.image_folder)
-    else:
-        data = from_base64(part.image, max_bytes=limit)
-    return decode_image(data, max_bytes=limit, max_pixels=settings.max_image_pixels)

@@ -10,11 +10,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from owl.engine.images import IMAGE_MARKER
 from owl.engine.sampling import MAX_TOP_K
 from owl.errors import InvalidPrompt
 from owl.server import tool_calls
 from owl.server.body_checks import CheckedBody
-from owl.server.openai.embedding_inputs import EmbeddingPart
+from owl.server.image_inputs import plain_text
+from owl.server.openai.embedding_inputs import EmbeddingPart, ImageUrl
 from owl.server.responses import ResponseBody
 from owl.server.serving import MAX_STOP, JsonOutput, Task
 from owl.server.tool_calls import Tools
@@ -84,6 +86,14 @@ class TextPart(BaseModel):
     text: str
 
 
+class ImageUrlPart(BaseModel):
+    """An image in a chat message: a data: URL, or a file under the server's image folder."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
 class FunctionCall(BaseModel):
     model_config = ConfigDict(extra="ignore")
     name: str = Field(max_length=256)
@@ -101,16 +111,24 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextPart] | None = None
+    content: str | list[TextPart | ImageUrlPart] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
 
+    def image_urls(self) -> list[str]:
+        parts = self.content if isinstance(self.content, list) else []
+        return [part.image_url.url for part in parts if isinstance(part, ImageUrlPart)]
+
     def as_template_input(self) -> dict[str, Any]:
-        """The dict a chat template expects: text parts joined, developer read as system."""
+        """The dict a chat template expects: text parts joined (an image part as the marker
+        where the image goes: image_urls), developer read as system."""
         content = self.content
         if isinstance(content, list):
-            content = "".join(part.text for part in content)
+            content = "".join(
+                plain_text(part.text) if isinstance(part, TextPart) else IMAGE_MARKER
+                for part in content
+            )
         content = content or ""
         role = "system" if self.role == "developer" else self.role
         # Tool calls and results in owl's generic format (owl/server/tool_calls.py), which
@@ -182,6 +200,7 @@ class ChatCompletionRequest(_Request):
             n=self.n,
             logprobs=(self.top_logprobs or 0) if self.logprobs else None,
             cache_prompt=self.cache_prompt,
+            images=tuple(url for message in self.messages for url in message.image_urls()),
         )
 
     def _tools(self) -> Tools | None:

@@ -221,7 +221,7 @@ def test_bad_requests_are_400_in_ollamas_shape(client: ollama.Client, http: http
 
 def test_what_owl_cannot_do_yet_is_501(client: ollama.Client) -> None:
     for call, kwargs in (
-        (client.chat, {"messages": [{**HI[0], "images": ["aGk="]}]}),
+        (client.generate, {"prompt": "hi", "raw": True, "images": ["aGk="]}),
         (client.generate, {"prompt": "hi", "suffix": "end"}),
     ):
         error = refused(call, MODEL, **kwargs)
@@ -323,3 +323,8 @@ def test_an_unsafe_model_is_pulled_with_a_warning_and_refused_with_403(
     error = refused(client.chat, "evil", messages=HI)
     assert error.status_code == 403 and "unsafe" in error.error
     assert not (files.files["/evil.gguf"].data_path.parent / "pwned").exists()
+
+
+def test_images_for_a_text_model_say_it_cannot_see(client: ollama.Client) -> None:
+    error = refused(client.chat, MODEL, messages=[{**HI[0], "images": ["aGk="]}])
+    assert error.status_code == 400 and "cannot see images" in error.error
