@@ -208,6 +208,8 @@ class LlamaCppBackend:
                 f"'{self._name}' places image tokens in 2-D positions (M-RoPE, as Qwen2-VL "
                 "does), which owl's scheduler does not do yet"
             )
+        for chunks in media:  # here, on the caller's thread: the engine thread only decodes
+            self._projector.encode(chunks)
         return media
 
     def prefill(self, tokens: list[int], media: Any, seq: int) -> None:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp
+import numpy as np
 from llama_cpp import mtmd_cpp
 from llama_cpp._internals import LlamaModel
 
@@ -38,6 +40,7 @@ def _only_errors(level: int, text: bytes | None, _user_data: object) -> None:
 
 
 _LOG_CALLBACK = llama_cpp.llama_log_callback(_only_errors)  # alive as long as the module
+_NO_CALLBACK = mtmd_cpp.mtmd_helper_post_decode_callback()  # a NULL function pointer
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class Projector:
     def __init__(
         self, model: LlamaModel, path: Path, *, threads: int | None = None, name: str = ""
     ) -> None:
+        self._encoding = threading.Lock()  # mtmd keeps one encode's output at a time
         quiet()
         mtmd_cpp.mtmd_log_set(_LOG_CALLBACK, None)
         mtmd_cpp.mtmd_helper_log_set(_LOG_CALLBACK, None)
@@ -74,6 +78,23 @@ class Projector:
         if not mtmd_cpp.mtmd_support_vision(self._ctx):
             self.close()
             raise EngineError(f"the projector {path.name} takes no images (an audio projector?)")
+        self._width = int(llama_cpp.llama_model_n_embd_inp(model.model))
+
+    def encode(self, chunks: _Chunks) -> None:
+        """Run the image encoder over `chunks`' images now, on the caller's thread, and keep
+        their embeddings in `chunks`: a prefill then only decodes them, so the engine thread
+        (every slot's decoding) does not wait for the encoder."""
+        for index, chunk in chunks.images():
+            with self._encoding:
+                if not self._ctx:
+                    raise EngineError("the projector was unloaded; load the model again")
+                status = mtmd_cpp.mtmd_encode_chunk(self._ctx, chunk)
+                if status != 0:
+                    raise EngineError(f"llama.cpp could not encode an image (status {status})")
+                size = int(mtmd_cpp.mtmd_input_chunk_get_n_tokens(chunk)) * self._width
+                output = mtmd_cpp.mtmd_get_output_embd(self._ctx)
+                # A copy: the next encode overwrites mtmd's buffer.
+                chunks.encoded[index] = np.ctypeslib.as_array(output, shape=(size,)).copy()
 
     def chunks(self, prompt: str, images: Sequence[Pixels], *, add_special: bool = True) -> _Chunks:
         """The prompt's text and image chunks (images encoded later, at prefill)."""
@@ -93,7 +114,12 @@ class Projector:
         n_batch: int,
         logits_last: bool = True,
     ) -> Prefilled:
-        """Decode every chunk into sequence `seq` from `n_past`, logits for the last token."""
+        """Decode every chunk into sequence `seq` from `n_past`, logits for the last token
+        (images encode here unless `encode` did it already)."""
+        if chunks.encoded:
+            return self._prefill_encoded(
+                context, chunks, seq=seq, n_past=n_past, n_batch=n_batch, logits_last=logits_last
+            )
         new_past = llama_cpp.llama_pos(0)
         status = mtmd_cpp.mtmd_helper_eval_chunks(
             self._ctx,
@@ -116,10 +142,48 @@ class Projector:
             image_tokens=chunks.image_tokens,
         )
 
+    def _prefill_encoded(
+        self,
+        context: Context,
+        chunks: _Chunks,
+        *,
+        seq: int,
+        n_past: int,
+        n_batch: int,
+        logits_last: bool,
+    ) -> Prefilled:
+        position = llama_cpp.llama_pos(n_past)
+        count = mtmd_cpp.mtmd_input_chunks_size(chunks.raw)
+        for index in range(count):
+            chunk = mtmd_cpp.mtmd_input_chunks_get(chunks.raw, index)
+            start = position.value
+            if index in chunks.encoded:
+                embd = chunks.encoded[index].ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+                status = mtmd_cpp.mtmd_helper_decode_image_chunk(
+                    self._ctx, context.ctx, chunk, embd, start, seq, n_batch,
+                    ctypes.byref(position), _NO_CALLBACK, None,
+                )  # fmt: skip
+            else:
+                status = mtmd_cpp.mtmd_helper_eval_chunk_single(
+                    self._ctx, context.ctx, chunk, start, seq, n_batch,
+                    logits_last and index == count - 1, ctypes.byref(position),
+                )  # fmt: skip
+            if status != 0:
+                raise EngineError(
+                    f"llama.cpp could not prefill a prompt with images (status {status}); "
+                    "try a larger --ctx, or fewer or smaller images"
+                )
+        return Prefilled(
+            n_past=int(position.value),
+            prompt_tokens=chunks.n_tokens,
+            image_tokens=chunks.image_tokens,
+        )
+
     def close(self) -> None:
-        if self._ctx:
-            mtmd_cpp.mtmd_free(self._ctx)
-            self._ctx = None
+        with self._encoding:
+            if self._ctx:
+                mtmd_cpp.mtmd_free(self._ctx)
+                self._ctx = None
 
 
 class _Chunks:
@@ -143,11 +207,21 @@ class _Chunks:
             raise InvalidImage(f"mtmd could not tokenize the prompt with its images ({status})")
         self.n_tokens = int(mtmd_cpp.mtmd_helper_get_n_tokens(self.raw))
         self.n_pos = int(mtmd_cpp.mtmd_helper_get_n_pos(self.raw))
+        self.encoded: dict[int, np.ndarray] = {}  # chunk index → its image's embeddings
         self.image_tokens = 0
         for index in range(mtmd_cpp.mtmd_input_chunks_size(self.raw)):
             chunk = mtmd_cpp.mtmd_input_chunks_get(self.raw, index)
             if mtmd_cpp.mtmd_input_chunk_get_type(chunk) == IMAGE_CHUNK:
                 self.image_tokens += int(mtmd_cpp.mtmd_input_chunk_get_n_tokens(chunk))
+
+    def images(self) -> list[tuple[int, object]]:
+        """(index, chunk) of each image chunk."""
+        found = []
+        for index in range(mtmd_cpp.mtmd_input_chunks_size(self.raw)):
+            chunk = mtmd_cpp.mtmd_input_chunks_get(self.raw, index)
+            if mtmd_cpp.mtmd_input_chunk_get_type(chunk) == IMAGE_CHUNK:
+                found.append((index, chunk))
+        return found
 
     def close(self) -> None:
         if self.raw:

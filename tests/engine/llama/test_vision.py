@@ -48,12 +48,16 @@ def _image(colour: tuple[int, int, int], *, stripe: bool = False) -> Pixels:
     return decode_image(buffer.getvalue(), max_bytes=1 << 20, max_pixels=1 << 20)
 
 
-def _run(vlm: TinyVlm, prompt: str, images: list[Pixels]) -> tuple[int, int, np.ndarray]:
+def _run(
+    vlm: TinyVlm, prompt: str, images: list[Pixels], *, encode_first: bool = False
+) -> tuple[int, int, np.ndarray]:
     model = load_model(vlm.model)
     projector = Projector(model, vlm.projector, threads=2)
     context = generation_context(model, n_ctx=256, slots=1, batch=128, threads=2, name="vlm")
     try:
         chunks = projector.chunks(prompt, images)
+        if encode_first:
+            projector.encode(chunks)
         done = projector.prefill(context, chunks, seq=0, n_batch=128)
         chunks.close()
         return done.prompt_tokens, done.image_tokens, context.logits_at(-1).copy()
@@ -89,3 +93,14 @@ def test_a_prompt_must_have_a_place_for_each_image(vlm: TinyVlm) -> None:
             projector.chunks(f"{MARKER} and no second one", [_image((1, 2, 3))] * 2)
     finally:
         projector.close()
+
+
+def test_images_encoded_first_prefill_to_the_same_logits(vlm: TinyVlm) -> None:
+    # owl encodes a request's images off the engine thread (Projector.encode), then only
+    # decodes them there: the same ops on the same inputs as mtmd's own eval.
+    prompt = f"User: {MARKER} what is it?{MARKER}\nAssistant:"
+    images = [_image((0, 120, 0)), _image((90, 0, 90), stripe=True)]
+    direct = _run(vlm, prompt, images)
+    encoded = _run(vlm, prompt, images, encode_first=True)
+    assert encoded[:2] == direct[:2]
+    np.testing.assert_array_equal(encoded[2], direct[2])
