@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -10,7 +11,8 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from owl.engine import Capability, capabilities_of
-from owl.engine.adapters import adapter_of
+from owl.engine.adapters import SEPARATOR, adapter_of
+from owl.errors import InvalidPrompt, ModelNotFound
 from owl.formats import inspect
 from owl.formats.info import ModelInfo, human_count
 from owl.server.ollama.protocol import ShowRequest, parse_body
@@ -191,3 +193,21 @@ async def stop(name: str, request: Request) -> dict[str, Any]:
     """owl's own (`owl stop`): unload a model now, or as soon as its requests end."""
     unloaded, pending = await _pool(request).stop(name)
     return {"model": name, "unloaded": unloaded, "unloading": pending}
+
+
+@router.delete("/api/delete")
+async def delete(request: Request) -> dict[str, Any]:
+    """Ollama's model removal: unloaded if loaded, then its manifest and the blobs no other
+    model uses (owl rm). 404 for a model that is not stored."""
+    body = await parse_body(request, ShowRequest)
+    if SEPARATOR in body.model:
+        raise InvalidPrompt(
+            f"'{body.model}' is a combination, not a stored model; delete the base or the "
+            "adapter by its own name"
+        )
+    pool = _pool(request)
+    manifest = await run_in_threadpool(pool.manifest, body.model)
+    with suppress(ModelNotFound):  # not loaded
+        await pool.stop(manifest.display_name)
+    removed = await run_in_threadpool(pool.store.remove, manifest.model_name)
+    return {"model": removed.display_name, "deleted": True}
