@@ -254,7 +254,9 @@ def capabilities_of(manifest: Manifest, *, store: Store) -> frozenset[Capability
         if declared is not None:
             return declared
     found = [entry.capabilities for entry in ENTRIES if entry.format == manifest.format]
-    generating = frozenset().union(*found) - {Capability.EMBED} - _BY_CLASS_ONLY
+    generating = frozenset().union(*found) - {Capability.EMBED}
+    if manifest.format == "safetensors":  # a class the table does not name generates text
+        generating -= _BY_CLASS_ONLY
     if manifest.format == "gguf" and manifest.projector is not None:
         generating |= {Capability.SEE}  # its projector (mmproj) turns images into its tokens
     return frozenset(generating)

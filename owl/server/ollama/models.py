@@ -102,6 +102,21 @@ def _parameters_text(parameters: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# Ollama's names where it has one; owl's own capability names for the rest.
+_OLLAMA_NAMES = (
+    (Capability.CHAT, "completion"), (Capability.CHAT, "tools"), (Capability.SEE, "vision"),
+    (Capability.EMBED, "embedding"), (Capability.TRANSCRIBE, "transcribe"),
+    (Capability.SPEAK, "speak"), (Capability.DRAW, "draw"),
+)  # fmt: skip
+
+
+def ollama_capabilities(capabilities: frozenset[Capability]) -> list[str]:
+    """/api/show's capabilities: what clients (and owl's web UI) pick models by."""
+    if Capability.EMBED in capabilities:  # an image embedder also sees: it is not a chat model
+        return ["embedding"]
+    return [name for capability, name in _OLLAMA_NAMES if capability in capabilities]
+
+
 def show_body(
     manifest: Manifest,
     info: ModelInfo,
@@ -132,9 +147,7 @@ def show_body(
         "template": info.chat_template or "",
         "details": details(manifest),
         "model_info": model_info,
-        "capabilities": ["embedding"]
-        if Capability.EMBED in capabilities
-        else ["completion", "tools", *(["vision"] if Capability.SEE in capabilities else [])],
+        "capabilities": ollama_capabilities(capabilities),
         "modified_at": rfc3339(manifest.pulled_at),
     }
     if projector is not None:
@@ -165,8 +178,7 @@ async def show(request: Request) -> dict[str, Any]:
     body = await parse_body(request, ShowRequest)
     pool = _pool(request)
     manifest = await run_in_threadpool(pool.manifest, body.model)
-    path = await run_in_threadpool(pool.store.weights_path, manifest)
-    info = await run_in_threadpool(inspect, path)
+    info = await run_in_threadpool(pool.store.read_info, manifest)  # folders too
     capabilities = await run_in_threadpool(partial(capabilities_of, manifest, store=pool.store))
     projector_path = await run_in_threadpool(pool.store.projector_path, manifest)
     projector = None if projector_path is None else await run_in_threadpool(inspect, projector_path)

@@ -328,3 +328,12 @@ def test_an_unsafe_model_is_pulled_with_a_warning_and_refused_with_403(
 def test_images_for_a_text_model_say_it_cannot_see(client: ollama.Client) -> None:
     error = refused(client.chat, MODEL, messages=[{**HI[0], "images": ["aGk="]}])
     assert error.status_code == 400 and "cannot see images" in error.error
+
+
+@pytest.mark.parametrize(
+    ("model", "capabilities"), [("whisper", ["transcribe"]), ("piper-joe", ["speak"])]
+)
+def test_show_names_what_a_speech_model_does(
+    client: ollama.Client, model: str, capabilities: list[str]
+) -> None:
+    assert client.show(model).capabilities == capabilities
