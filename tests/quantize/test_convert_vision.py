@@ -12,21 +12,18 @@ from owl.config import Settings
 from owl.engine import Capability
 from owl.engine.registry import capabilities_of
 from owl.quantize.convert import convert
-from owl.quantize.converter import ensure_converter
 from owl.quantize.vision_convert import is_vision_folder
 from owl.store import Store
 from owl.store.blobs import sha256_file
 from tests.quantize.test_convert import shared_tools
-from tests.support.tiny_lora import smollm2_tokenizer
-from tests.support.tiny_vlm import build_tiny_vlm_folder, convert_tiny_vlm
+from tests.support.tiny_vlm import shared_tiny_vlm
 
 pytestmark = pytest.mark.slow  # two converter runs, each a Python process importing torch
 
 
 @pytest.fixture(scope="module")
 def vlm_folder(tmp_path_factory: pytest.TempPathFactory, bundled_gguf: Path) -> Path:
-    tokenizer = smollm2_tokenizer(tmp_path_factory.getbasetemp(), bundled_gguf)
-    return build_tiny_vlm_folder(tmp_path_factory.mktemp("vlm") / "tiny-smolvlm", tokenizer)
+    return shared_tiny_vlm(tmp_path_factory.getbasetemp(), bundled_gguf).folder
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +32,19 @@ def tools(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_vision_folder_converts_to_a_model_and_its_projector(
-    vlm_folder: Path, tools: Path, store: Store, settings: Settings, tmp_path: Path
+    vlm_folder: Path,
+    tools: Path,
+    store: Store,
+    settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
+    bundled_gguf: Path,
 ) -> None:
     assert is_vision_folder(vlm_folder)
     manifest = convert(vlm_folder, store=store, settings=settings, outtype="f32", tools=tools)
 
     assert manifest.projector is not None
     assert {Capability.SEE, Capability.CHAT} <= capabilities_of(manifest, store=store)
-    (tmp_path / "by-hand").mkdir()
-    by_hand = convert_tiny_vlm(vlm_folder, ensure_converter(tools), tmp_path / "by-hand")
+    by_hand = shared_tiny_vlm(tmp_path_factory.getbasetemp(), bundled_gguf)  # by hand
     assert manifest.weights.digest == sha256_file(by_hand.model)
     assert manifest.projector.digest == sha256_file(by_hand.projector)
     assert manifest.parents[0].name == str(vlm_folder)

@@ -14,13 +14,13 @@ import ollama
 import openai
 import pytest
 
-from owl.quantize.converter import ensure_converter
-from tests.quantize.test_convert import shared_tools
 from tests.server.conftest import Server
 from tests.support.cli import owl
 from tests.support.openai_client import make_client
-from tests.support.tiny_lora import smollm2_tokenizer
-from tests.support.tiny_vlm import IMAGE_SIZE, build_tiny_vlm_folder, convert_tiny_vlm
+from tests.support.tiny_vlm import (
+    IMAGE_SIZE,
+    shared_tiny_vlm,
+)
 
 pytestmark = pytest.mark.slow  # builds and converts the tiny SmolVLM
 
@@ -40,13 +40,7 @@ def image_part(data: bytes) -> dict:
 
 @pytest.fixture(scope="module")
 def vlm(server: Server, tmp_path_factory: pytest.TempPathFactory, bundled_gguf: Path) -> str:
-    base = tmp_path_factory.getbasetemp()
-    folder = build_tiny_vlm_folder(
-        tmp_path_factory.mktemp("vlm"), smollm2_tokenizer(base, bundled_gguf)
-    )
-    made = convert_tiny_vlm(
-        folder, ensure_converter(shared_tools(base)), tmp_path_factory.mktemp("vlm-gguf")
-    )
+    made = shared_tiny_vlm(tmp_path_factory.getbasetemp(), bundled_gguf)
     pulled = owl(
         server.home, "pull", str(made.model), "--mmproj", str(made.projector), "--name", "vlm"
     )

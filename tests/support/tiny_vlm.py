@@ -142,3 +142,15 @@ def convert_tiny_vlm(folder: Path, converter, dest: Path) -> TinyVlm:  # noqa: A
     (text / "config.json").write_text(json.dumps(config))
     run_converter(converter, text, made.model, outtype="f32")
     return made
+
+
+def shared_tiny_vlm(base: Path, bundled_gguf: Path) -> TinyVlm:
+    """The tiny SmolVLM and its two GGUFs, made once per test session under `base` (the
+    session's base temp folder) and shared read-only by every module that needs them."""
+    from owl.quantize.converter import ensure_converter
+    from tests.support.tiny_lora import smollm2_tokenizer
+
+    folder = build_tiny_vlm_folder(base / "tiny-vlm", smollm2_tokenizer(base, bundled_gguf))
+    dest = base / "tiny-vlm-gguf"
+    dest.mkdir(exist_ok=True)
+    return convert_tiny_vlm(folder, ensure_converter(base / "owl-tools"), dest)

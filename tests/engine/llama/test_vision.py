@@ -14,15 +14,11 @@ from owl.engine.images import Pixels, decode_image
 from owl.engine.llama.context import generation_context
 from owl.engine.llama.model import load_model
 from owl.engine.llama.vision import MARKER, Projector
-from owl.quantize.converter import ensure_converter
-from tests.quantize.test_convert import shared_tools
-from tests.support.tiny_lora import smollm2_tokenizer
 from tests.support.tiny_vlm import (
     IMAGE_SIZE,
     IMAGE_TOKENS,
     TinyVlm,
-    build_tiny_vlm_folder,
-    convert_tiny_vlm,
+    shared_tiny_vlm,
 )
 
 pytestmark = pytest.mark.slow  # builds the tiny SmolVLM and runs llama.cpp's converter
@@ -30,11 +26,7 @@ pytestmark = pytest.mark.slow  # builds the tiny SmolVLM and runs llama.cpp's co
 
 @pytest.fixture(scope="module")
 def vlm(tmp_path_factory: pytest.TempPathFactory, bundled_gguf: Path) -> TinyVlm:
-    base = tmp_path_factory.getbasetemp()
-    tokenizer = smollm2_tokenizer(base, bundled_gguf)
-    folder = build_tiny_vlm_folder(tmp_path_factory.mktemp("vlm"), tokenizer)
-    dest = tmp_path_factory.mktemp("vlm-gguf")
-    return convert_tiny_vlm(folder, ensure_converter(shared_tools(base)), dest)
+    return shared_tiny_vlm(tmp_path_factory.getbasetemp(), bundled_gguf)
 
 
 def _image(colour: tuple[int, int, int], *, stripe: bool = False) -> Pixels:

@@ -17,11 +17,11 @@ from owl.engine.model import Delta, Model
 from owl.engine.scheduler import MEDIA
 from owl.errors import InvalidImage, WrongModelKind
 from owl.pull import add_projector, pull
-from owl.quantize.converter import ensure_converter
 from owl.store import Store
-from tests.quantize.test_convert import shared_tools
-from tests.support.tiny_lora import smollm2_tokenizer
-from tests.support.tiny_vlm import IMAGE_SIZE, build_tiny_vlm_folder, convert_tiny_vlm
+from tests.support.tiny_vlm import (
+    IMAGE_SIZE,
+    shared_tiny_vlm,
+)
 
 pytestmark = pytest.mark.slow  # builds the tiny SmolVLM and runs llama.cpp's converter
 
@@ -43,14 +43,7 @@ def image(colour: tuple[int, int, int], *, stripe: bool = False) -> Pixels:
 def model(
     tmp_path_factory: pytest.TempPathFactory, bundled_gguf: Path, store: Store, settings: Settings
 ) -> Model:
-    base = tmp_path_factory.getbasetemp()
-    tokenizer = smollm2_tokenizer(base, bundled_gguf)
-    folder = base / "vision-chat-vlm"
-    if not (folder / "tiny-smolvlm" / "config.json").is_file():
-        build_tiny_vlm_folder(folder, tokenizer)
-    out = base / "vision-chat-gguf"
-    out.mkdir(exist_ok=True)
-    made = convert_tiny_vlm(folder / "tiny-smolvlm", ensure_converter(shared_tools(base)), out)
+    made = shared_tiny_vlm(tmp_path_factory.getbasetemp(), bundled_gguf)
     stored = pull(str(made.model), store=store, settings=settings, name="vlm")
     stored = add_projector(stored, str(made.projector), store=store, settings=settings)
     loaded = engine.load(
