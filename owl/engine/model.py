@@ -156,6 +156,8 @@ class Model:
                 f"'{self.name}''s chat template kept {prompt.count(IMAGE_MARKER)} of the "
                 f"{len(images)} images; send them in user messages"
             )
+        if prompt.endswith(IMAGE_MARKER):  # checked before the images are encoded
+            raise InvalidImage("the prompt ends with an image; the template must add text after it")
         media = self.backend.image_media(images)  # type: ignore[attr-defined]
         texts = [piece for text in message_texts(messages) for piece in text.split(IMAGE_MARKER)]
         spans = plain_text_spans(prompt, texts, self.backend.control_texts)
@@ -169,8 +171,6 @@ class Model:
                 tokens += self._tokenize_prompt(markup) if not tokens else self._markup(markup)
             tokens += self.backend.tokenize(prompt[start:end], add_bos=False, special=False)
             cursor = end
-        if tokens[-1] == MEDIA:
-            raise InvalidImage("the prompt ends with an image; the template must add text after it")
         return tokens, media
 
     def _markup(self, text: str) -> list[int]:

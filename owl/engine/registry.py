@@ -277,7 +277,7 @@ def _class_suffixes() -> dict[str, frozenset[Capability]]:
 
 def model_class(manifest: Manifest, *, store: Store) -> str | None:
     """The model class a stored Hugging Face folder's config.json names (architectures[0])."""
-    from owl.formats.hf_folder import read_json
+    from owl.formats.hf_folder import model_class_of, read_json
 
     config = next((f for f in manifest.files if f.filename == "config.json"), None)
     if config is None:
@@ -286,10 +286,7 @@ def model_class(manifest: Manifest, *, store: Store) -> str | None:
         data = read_json(store.blobs.require(config.digest), name="config.json")
     except OwlError:
         return None
-    classes = data.get("architectures") if isinstance(data, dict) else None
-    if isinstance(classes, list) and classes and isinstance(classes[0], str):
-        return classes[0]
-    return None
+    return model_class_of(data) if isinstance(data, dict) else None
 
 
 def hf_capabilities(manifest: Manifest, *, store: Store) -> frozenset[Capability] | None:

@@ -92,6 +92,20 @@ def read_json(path: Path, *, name: str, limit: int = MAX_JSON) -> Any:
         raise ModelFormatError(f"{name} is not valid JSON ({err}); fix or remove it") from None
 
 
+def read_folder_config(folder: Path) -> dict[str, Any]:
+    """`folder`'s config.json as an object; {} when it has none or it holds no object."""
+    path = folder / CONFIG
+    config = read_json(path, name=CONFIG) if path.is_file() else {}
+    return config if isinstance(config, dict) else {}
+
+
+def model_class_of(config: Mapping[str, Any]) -> str | None:
+    """The model class a config.json names (architectures[0]), if it names one."""
+    classes = config.get("architectures")
+    first = classes[0] if isinstance(classes, list) and classes else None
+    return first if isinstance(first, str) else None
+
+
 def check_no_remote_code(files: Mapping[str, Path]) -> None:
     """Refuse (UnsafeModel) a folder whose config names Python code of its own (auto_map).
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from owl.formats.hf_folder import read_json
+from owl.formats.hf_folder import model_class_of, read_folder_config
 from owl.quantize.converter import Converter, run_converter
 
 PROJECTOR_OUTTYPE = {"q8_0": "f16"}
@@ -28,8 +28,7 @@ class VisionFiles:
 
 def is_vision_folder(folder: Path) -> bool:
     """Whether the Hugging Face folder's config.json describes a vision-language model."""
-    config = _config(folder)
-    return isinstance(config.get("vision_config"), dict)
+    return isinstance(read_folder_config(folder).get("vision_config"), dict)
 
 
 def convert_vision_folder(
@@ -55,10 +54,9 @@ def _text_view(folder: Path, work: Path) -> Path:
     """`folder` as the converter reads its language model: itself, or, for a class the
     converter registers for the projector only, links to its files beside a config.json
     that names the text class (vision_classes.toml)."""
-    config = _config(folder)
-    classes = config.get("architectures")
-    model_class = classes[0] if isinstance(classes, list) and classes else None
-    text_class = _text_classes().get(model_class) if isinstance(model_class, str) else None
+    config = read_folder_config(folder)
+    model_class = model_class_of(config)
+    text_class = _text_classes().get(model_class) if model_class else None
     if text_class is None:
         return folder
     # Named as the folder is: the converter takes the model's general.name from it.
@@ -69,12 +67,6 @@ def _text_view(folder: Path, work: Path) -> Path:
             (view / path.name).symlink_to(path.resolve())
     (view / "config.json").write_text(json.dumps(config | {"architectures": [text_class]}))
     return view
-
-
-def _config(folder: Path) -> dict:
-    path = folder / "config.json"
-    config = read_json(path, name="config.json") if path.is_file() else {}
-    return config if isinstance(config, dict) else {}
 
 
 @cache

@@ -50,6 +50,7 @@ class LlamaCppBackend:
     ) -> None:
         self._model = load_model(path)
         self._name = path.name
+        self._projector: Any = None  # set once the context is made (_close_model frees it)
         self._vocab = Vocab(self._model.vocab)
         self._slot_ctx = n_ctx or self._model.n_ctx_train()
         try:
@@ -72,7 +73,6 @@ class LlamaCppBackend:
             raise
         self._batch = Batch(BATCH_SIZE)
         self._slots = slots
-        self._projector = None
         if projector is not None:
             from owl.engine.llama.vision import Projector
 
@@ -97,7 +97,7 @@ class LlamaCppBackend:
 
     def _close_model(self) -> None:
         """Free the context, the adapters and the model (after the scheduler has stopped)."""
-        if getattr(self, "_projector", None) is not None:
+        if self._projector is not None:
             self._projector.close()
         self._context.close()
         free_adapters(self._adapters)  # after the context that used them

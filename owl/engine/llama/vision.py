@@ -131,16 +131,8 @@ class Projector:
             logits_last,
             ctypes.byref(new_past),
         )
-        if status != 0:
-            raise EngineError(
-                f"llama.cpp could not prefill a prompt with images (status {status}); "
-                "try a larger --ctx, or fewer or smaller images"
-            )
-        return Prefilled(
-            n_past=int(new_past.value),
-            prompt_tokens=chunks.n_tokens,
-            image_tokens=chunks.image_tokens,
-        )
+        _check_prefill(status)
+        return chunks.prefilled(int(new_past.value))
 
     def _prefill_encoded(
         self,
@@ -168,16 +160,8 @@ class Projector:
                     self._ctx, context.ctx, chunk, start, seq, n_batch,
                     logits_last and index == count - 1, ctypes.byref(position),
                 )  # fmt: skip
-            if status != 0:
-                raise EngineError(
-                    f"llama.cpp could not prefill a prompt with images (status {status}); "
-                    "try a larger --ctx, or fewer or smaller images"
-                )
-        return Prefilled(
-            n_past=int(position.value),
-            prompt_tokens=chunks.n_tokens,
-            image_tokens=chunks.image_tokens,
-        )
+            _check_prefill(status)
+        return chunks.prefilled(int(position.value))
 
     def close(self) -> None:
         with self._encoding:
@@ -208,11 +192,12 @@ class _Chunks:
         self.n_tokens = int(mtmd_cpp.mtmd_helper_get_n_tokens(self.raw))
         self.n_pos = int(mtmd_cpp.mtmd_helper_get_n_pos(self.raw))
         self.encoded: dict[int, np.ndarray] = {}  # chunk index → its image's embeddings
-        self.image_tokens = 0
-        for index in range(mtmd_cpp.mtmd_input_chunks_size(self.raw)):
-            chunk = mtmd_cpp.mtmd_input_chunks_get(self.raw, index)
-            if mtmd_cpp.mtmd_input_chunk_get_type(chunk) == IMAGE_CHUNK:
-                self.image_tokens += int(mtmd_cpp.mtmd_input_chunk_get_n_tokens(chunk))
+        self.image_tokens = sum(
+            int(mtmd_cpp.mtmd_input_chunk_get_n_tokens(chunk)) for _, chunk in self.images()
+        )
+
+    def prefilled(self, n_past: int) -> Prefilled:
+        return Prefilled(n_past=n_past, prompt_tokens=self.n_tokens, image_tokens=self.image_tokens)
 
     def images(self) -> list[tuple[int, object]]:
         """(index, chunk) of each image chunk."""
@@ -233,6 +218,14 @@ class _Chunks:
 
     def __del__(self) -> None:
         self.close()
+
+
+def _check_prefill(status: int) -> None:
+    if status != 0:
+        raise EngineError(
+            f"llama.cpp could not prefill a prompt with images (status {status}); "
+            "try a larger --ctx, or fewer or smaller images"
+        )
 
 
 def _bitmap(pixels: Pixels) -> object:

@@ -24,6 +24,7 @@ from owl.engine.transformers.sampling import PENALTY_WINDOW, sample_next
 from owl.engine.transformers.tokens import HFVocab
 from owl.engine.worker import engine_thread
 from owl.errors import EngineError, WrongModelKind
+from owl.formats.hf_folder import model_class_of
 
 # Where configs keep the context length they were trained for, in the order to trust them.
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
@@ -116,10 +117,10 @@ def check_folder(path: Path, transformers: Any, *, name: str = "") -> dict[str, 
         )
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    classes = config.get("architectures")
-    if isinstance(classes, list) and classes and str(classes[0]).endswith("ForCTC"):
+    model_class = model_class_of(config)
+    if model_class and model_class.endswith("ForCTC"):
         raise WrongModelKind(
-            f"'{name or path.name}' is a speech-to-text model ({classes[0]}), not a text "
+            f"'{name or path.name}' is a speech-to-text model ({model_class}), not a text "
             f"generator; transcribe with it: `owl transcribe AUDIO --model {name or path.name}`"
             ", or POST /v1/audio/transcriptions"
         )

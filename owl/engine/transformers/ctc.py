@@ -28,7 +28,7 @@ from owl.engine.backend import Capability, Occupancy
 from owl.engine.speech import Segment, Transcript, Word
 from owl.engine.turns import Turns
 from owl.errors import EngineError, InvalidAudio, InvalidParameter, WrongModelKind
-from owl.formats.hf_folder import read_json
+from owl.formats.hf_folder import model_class_of, read_folder_config
 
 WINDOW_SECONDS = 30
 WINDOW_SAMPLES = WINDOW_SECONDS * SAMPLE_RATE
@@ -205,11 +205,9 @@ class CtcTranscriber:
 
 def _ctc_config(folder: Path, name: str) -> dict[str, Any]:
     """The folder's config.json, if it names a CTC model class."""
-    config_path = folder / "config.json"
-    config = read_json(config_path, name="config.json") if config_path.is_file() else {}
-    classes = config.get("architectures") if isinstance(config, dict) else None
-    model_class = classes[0] if isinstance(classes, list) and classes else None
-    if not (isinstance(model_class, str) and model_class.endswith("ForCTC")):
+    config = read_folder_config(folder)
+    model_class = model_class_of(config)
+    if not (model_class and model_class.endswith("ForCTC")):
         raise WrongModelKind(
             f"'{name}' is not a speech-to-text model (its config.json names "
             f"{model_class or 'no model class'}, not a *ForCTC one); transcribe with a Whisper "

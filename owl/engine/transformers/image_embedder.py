@@ -22,7 +22,7 @@ from owl.engine.embeddings import Embeddings, checked_input
 from owl.engine.images import Pixels
 from owl.engine.turns import Turns
 from owl.errors import EngineError, NotEmbeddable
-from owl.formats.hf_folder import read_json
+from owl.formats.hf_folder import model_class_of, read_folder_config
 
 # Model classes whose text and image towers share one embedding space.
 PAIRED = ("CLIPModel", "SiglipModel")
@@ -159,11 +159,8 @@ def _embeddings(vectors: Sequence[np.ndarray], counts: list[int], normalize: boo
 
 
 def _model_class(folder: Path, name: str) -> str:
-    config_path = folder / "config.json"
-    config = read_json(config_path, name="config.json") if config_path.is_file() else {}
-    classes = config.get("architectures") if isinstance(config, dict) else None
-    model_class = classes[0] if isinstance(classes, list) and classes else None
-    if not (isinstance(model_class, str) and model_class.endswith(PAIRED + IMAGE_ONLY)):
+    model_class = model_class_of(read_folder_config(folder))
+    if not (model_class and model_class.endswith(PAIRED + IMAGE_ONLY)):
         raise NotEmbeddable(
             f"'{name}' is no image embedding model (its config.json names "
             f"{model_class or 'no model class'}): owl makes embeddings with llama.cpp from "
