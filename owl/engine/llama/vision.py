@@ -26,6 +26,7 @@ from llama_cpp._internals import LlamaModel
 from owl.engine.images import IMAGE_MARKER, Pixels
 from owl.engine.llama.context import Context
 from owl.engine.llama.log import LOG_ERROR, quiet
+from owl.engine.yielding import yielding_executor
 from owl.errors import EngineError, InvalidImage
 
 MARKER = mtmd_cpp.mtmd_default_marker().decode()
@@ -60,6 +61,7 @@ class Projector:
         self, model: LlamaModel, path: Path, *, threads: int | None = None, name: str = ""
     ) -> None:
         self._encoding = threading.Lock()  # mtmd keeps one encode's output at a time
+        self._encoder = yielding_executor("owl-image-encoder")  # text decoding comes first
         quiet()
         mtmd_cpp.mtmd_log_set(_LOG_CALLBACK, None)
         mtmd_cpp.mtmd_helper_log_set(_LOG_CALLBACK, None)
@@ -81,9 +83,17 @@ class Projector:
         self._width = int(llama_cpp.llama_model_n_embd_inp(model.model))
 
     def encode(self, chunks: _Chunks) -> None:
-        """Run the image encoder over `chunks`' images now, on the caller's thread, and keep
-        their embeddings in `chunks`: a prefill then only decodes them, so the engine thread
-        (every slot's decoding) does not wait for the encoder."""
+        """Run the image encoder over `chunks`' images now, and keep their embeddings in
+        `chunks`: a prefill then only decodes them, so the engine thread (every slot's
+        decoding) does not wait for the encoder. The caller waits; the encoder runs on a
+        thread that yields the CPU to the engine thread's decoding."""
+        try:
+            encoding = self._encoder.submit(self._encode, chunks)
+        except RuntimeError:  # shut down by close()
+            raise EngineError("the projector was unloaded; load the model again") from None
+        encoding.result()
+
+    def _encode(self, chunks: _Chunks) -> None:
         for index, chunk in chunks.images():
             with self._encoding:
                 if not self._ctx:
@@ -164,6 +174,7 @@ class Projector:
         return chunks.prefilled(int(position.value))
 
     def close(self) -> None:
+        self._encoder.shutdown(wait=False)  # an encode under way holds _encoding: waited for below
         with self._encoding:
             if self._ctx:
                 mtmd_cpp.mtmd_free(self._ctx)
