@@ -63,11 +63,18 @@ def catalog_command(
             entry.modality.value,
             entry.architecture,
             entry.license_label + ("*" if entry.gated else ""),
-            "yes" if entry.pull_ref() else "no",
+            _gguf_column(entry),
         )
     console.print(table, markup=False, highlight=False)
     if any(entry.gated for entry in found):
         console.print("* gated: accept the publisher's terms on the Hub before downloading")
+
+
+def _gguf_column(entry: CatalogEntry) -> str:
+    """yes, "yes+mmproj" (pulled with its projector: sees images) or no."""
+    if not entry.pull_ref():
+        return "no"
+    return "yes+mmproj" if entry.mmproj_file else "yes"
 
 
 def _as_json(entry: CatalogEntry) -> dict:
@@ -75,6 +82,7 @@ def _as_json(entry: CatalogEntry) -> dict:
         **entry.model_dump(mode="json"),
         "nominal_parameters": entry.nominal_parameters,
         "pull_ref": entry.pull_ref(),
+        "sees_images": entry.mmproj_file is not None,
     }
 
 

@@ -91,3 +91,19 @@ def test_catalog_refuses_an_unknown_modality(owl_env: Path) -> None:
     result = owl(owl_env, "catalog", "--modality", "smell")
     assert result.returncode == 2
     assert "smell" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_catalog_marks_the_vision_models_pulled_with_their_projector(owl_env: Path) -> None:
+    result = _wide(owl_env, "catalog", "--modality", "multimodal")
+    assert result.returncode == 0, result.stderr
+    marked = {
+        row.split()[0] for row in result.stdout.splitlines() if row.rstrip().endswith("yes+mmproj")
+    }
+    # The families the images issue names, each with a GGUF and its mmproj.
+    for family in ("smolvlm", "qwen2.5-vl", "gemma-3", "llava-1.5", "llava-1.6", "moondream"):
+        assert any(name.startswith(family) for name in marked), (family, marked)
+    found = json.loads(owl(owl_env, "catalog", "--modality", "multimodal", "--json").stdout)
+    seeing = {item["name"] for item in found if item["sees_images"]}
+    assert seeing == marked
+    assert all(item["mmproj_file"] for item in found if item["name"] in seeing)
+    assert "kosmos-2" in {item["name"] for item in found} - seeing  # no GGUF: not marked
