@@ -100,7 +100,10 @@ def pull_vision(
         entry = find_in_catalog(ref.name.name) if listed else None
         if entry is not None and entry.mmproj_file and projector is None and find_projector:
             projector = f"hf:{entry.gguf_repo}/{entry.mmproj_file}"
-    manifest = pull(ref, store=store, settings=settings, progress=progress, **options)
+    manifest = pull(
+        ref, store=store, settings=settings, progress=progress, allow_private=allow_private,
+        **options,
+    )  # fmt: skip
     note = None
     if projector is None and manifest.projector is None and find_projector:
         if restore_from is not None:

@@ -74,10 +74,13 @@ def running_server(
     it must stop cleanly, and never answer 500 unless the test breaks the server's own
     state on purpose (`answers_500`)."""
     home = root / "owl-home"
-    env = {**cli_env(home), **(env or {})}
-    env["HF_HOME"] = str(root / "hf-home")
-    env["HF_ENDPOINT"] = "http://127.0.0.1:9"  # discard port: never the real Hub
-    env["PYTHONUNBUFFERED"] = "1"
+    env = {
+        **cli_env(home),
+        "HF_HOME": str(root / "hf-home"),
+        "HF_ENDPOINT": "http://127.0.0.1:9",  # discard port: never the real Hub, unless a test's
+        **(env or {}),
+        "PYTHONUNBUFFERED": "1",
+    }
     port = _free_port()
     log = root / "server.log"
     with log.open("wb") as sink:

@@ -1,4 +1,4 @@
-"""/api/pull: owl.pull.pull on a thread of its own, its progress callback as Ollama's statuses."""
+"""/api/pull: owl pull (pull_vision) on a thread of its own, its progress as Ollama's statuses."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from owl.errors import InvalidModelName, ServerBusy
-from owl.pull import pull as pull_model
+from owl.pull import pull_vision
 from owl.scan.policy import first_reason, verdict_of
 from owl.server.framing import NDJSON, framed
 from owl.server.ollama.protocol import PullRequest, parse_body
@@ -147,16 +147,7 @@ async def pull_statuses(
         with suppress(RuntimeError):  # the loop closed: the server is shutting down
             loop.call_soon_threadsafe(queue.put_nowait, (done, total))
 
-    task = pulls.start(
-        partial(
-            pull_model,
-            ref,
-            store=pool.store,
-            settings=pool.settings,
-            progress=progress,
-            allow_private=pool.settings.allows_private_sources,
-        )
-    )
+    task = pulls.start(partial(_pull, ref, pool, progress))
     task.add_done_callback(lambda _: queue.put_nowait(None))
     task.add_done_callback(_log_failure)
     label = f"pulling {ref.raw}"
@@ -185,6 +176,18 @@ async def pull_statuses(
     for status in _final(manifest):
         yield status
     yield {"status": "success"}
+
+
+def _pull(ref: ModelRef, pool: ModelPool, progress: Callable[[int, int | None], None]) -> Manifest:
+    """As `owl pull REF` does: a vision model comes with the projector its Hub repository or
+    catalog entry publishes, so that it sees images once pulled."""
+    return pull_vision(
+        ref,
+        store=pool.store,
+        settings=pool.settings,
+        progress=progress,
+        allow_private=pool.settings.allows_private_sources,
+    ).manifest
 
 
 def _log_failure(task: asyncio.Future[Manifest]) -> None:
