@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from owl.config import Settings
-from owl.errors import DigestMismatch, LockMismatch
+from owl.errors import DigestMismatch, LockMismatch, OwlError
+from owl.pull.projector import add_projector
 from owl.pull.references import derived_message, pull
 from owl.store.blobs import Progress
 from owl.store.lock import LOCK_FILE, Lock
-from owl.store.manifest import Manifest
+from owl.store.manifest import PROJECTOR_ROLE, Manifest, Source
 from owl.store.ref import RefKind, parse_name
 from owl.store.store import Store
 
@@ -34,20 +35,18 @@ def pull_locked(
             return existing
     if locked.source.kind is RefKind.NAME:
         raise LockMismatch(derived_message(name, locked.source.uri))
-    if len(locked.files) != 1:
+    model_files = [entry for entry in locked.files if entry.role != PROJECTOR_ROLE]
+    projector = next((entry for entry in locked.files if entry.role == PROJECTOR_ROLE), None)
+    if len(model_files) != 1 or (projector is not None and locked.projector_source is None):
         raise LockMismatch(
-            f"{LOCK_FILE} pins {len(locked.files)} files for '{name}'; owl pulls one"
+            f"{LOCK_FILE} pins {len(locked.files)} files for '{name}'; owl pulls one, or one "
+            f"and its projector with the projector's source: `owl lock {name}` pins them again"
         )
-    digest = locked.files[0].digest
+    digest = model_files[0].digest
     source = locked.source
-    uri = source.uri
-    if source.kind is RefKind.HF and source.revision:
-        uri = f"{uri}@{source.revision}"
-    elif source.kind is RefKind.URL:
-        uri = f"{uri.split('#', 1)[0]}#sha256={digest.removeprefix('sha256:')}"
     try:
-        return pull(
-            uri,
+        manifest = pull(
+            _pinned_uri(source, digest),
             store=store,
             settings=settings,
             name=name,
@@ -56,8 +55,56 @@ def pull_locked(
             expect_digest=digest,
         )
     except DigestMismatch as err:  # an http source checks the pin while it downloads
-        raise LockMismatch(
-            f"{source.uri} now serves other bytes than {LOCK_FILE} pins ({digest}): the model "
-            f"changed at its source. Nothing was stored; check the new file, then "
-            f"`owl lock {name}` to accept it"
-        ) from err
+        raise _changed_at_source(name, source, digest) from err
+    if projector is None or locked.projector_source is None:
+        return manifest
+    return _add_pinned_projector(
+        manifest, projector.digest, locked.projector_source, store=store, settings=settings,
+        progress=progress,
+    )  # fmt: skip
+
+
+def _add_pinned_projector(
+    manifest: Manifest,
+    digest: str,
+    source: Source,
+    *,
+    store: Store,
+    settings: Settings,
+    progress: Progress | None,
+) -> Manifest:
+    """The model just pulled with its pinned projector; when the projector's bytes are not
+    the pinned ones, nothing stays (the model goes again): the lock is all or nothing."""
+    name = manifest.display_name
+    try:
+        added = add_projector(
+            manifest, _pinned_uri(source, digest), store=store, settings=settings,
+            progress=progress,
+        )  # fmt: skip
+    except DigestMismatch as err:
+        store.remove(manifest.model_name)
+        raise _changed_at_source(name, source, digest) from err
+    except OwlError:
+        store.remove(manifest.model_name)
+        raise
+    if added.projector is None or added.projector.digest != digest:
+        store.remove(added.model_name)
+        raise _changed_at_source(name, source, digest)
+    return added
+
+
+def _pinned_uri(source: Source, digest: str) -> str:
+    """The source, pinned where it can be: a Hub file at its commit, a URL to its sha256."""
+    if source.kind is RefKind.HF and source.revision:
+        return f"{source.uri}@{source.revision}"
+    if source.kind is RefKind.URL:
+        return f"{source.uri.split('#', 1)[0]}#sha256={digest.removeprefix('sha256:')}"
+    return source.uri
+
+
+def _changed_at_source(name: str, source: Source, digest: str) -> LockMismatch:
+    return LockMismatch(
+        f"{source.uri} now serves other bytes than {LOCK_FILE} pins ({digest}): the model "
+        f"changed at its source. Nothing was stored; check the new file, then "
+        f"`owl lock {name}` to accept it"
+    )

@@ -33,6 +33,7 @@ class LockedModel(BaseModel):
     source: Source
     license: str | None = None
     files: list[FileEntry]
+    projector_source: Source | None = None  # a vision model's projector (mmproj), pulled apart
 
     def digests(self) -> dict[str, str]:
         return {entry.filename: entry.digest for entry in self.files}
@@ -59,6 +60,7 @@ def locked_model(manifest: Manifest) -> LockedModel:
         source=manifest.source,
         license=manifest.license,
         files=manifest.files,
+        projector_source=manifest.projector_source,
     )
 
 
