@@ -147,6 +147,11 @@ class Backend(Protocol):
         """The bytes a generated token stands for (may be part of a UTF-8 character)."""
         ...
 
+    @property
+    def vocab_size(self) -> int:
+        """Token ids run from 0 to vocab_size - 1 (check ids a client sends against it)."""
+        ...
+
     def token_text(self, token: int) -> str:
         """A special token's own text, e.g. '<|im_end|>', for chat templates."""
         ...

@@ -279,6 +279,10 @@ class TextSink:
         if self.stream.cancelled:
             return False
         if self.backend.is_eog(token):
+            # Its entry still comes (text ""): lm-eval reads the last entry of an echoed
+            # prompt as the generated token's, whichever token that is.
+            if logprob is not None:
+                self.logprobs.append(logprob)
             self.finish = "stop"
             return False
         self.count += 1

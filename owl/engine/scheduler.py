@@ -114,6 +114,12 @@ def _group_key(job: Job) -> int:
     return id(job.group) if job.group is not None else id(job)
 
 
+def _scoring(job: Job) -> bool:
+    """Whether `job` is reading a prompt it scores."""
+    assert job.slot is not None
+    return job.prompt_logprobs is not None and len(job.slot.cached) < len(job.prompt)
+
+
 def common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -137,6 +143,7 @@ class BatchingScheduler:
         self._closed = False
         self._aborted = False
         self._clock = 0
+        self._scored_last = False  # the last step read a scored prompt alone (_plan)
         self.reused_tokens = 0  # prompt tokens served from the cache, for tests and metrics
 
     # Any thread:
@@ -343,7 +350,14 @@ class BatchingScheduler:
         return True
 
     def _plan(self) -> tuple[list[Piece], list[Job]]:
-        """One decoding token per generation first, then prompt chunks while room is left."""
+        """One decoding token per generation first, then prompt chunks while room is left.
+
+        A prompt being scored is read alone instead, a whole batch at a time from position
+        0: llama.cpp's numbers depend on what shares a micro-batch and where a chunk starts,
+        and read so they are the Scorer's (owl/engine/llama/scorer.py), whatever else runs
+        in whichever slot. Such steps take turns with the others, so generations still
+        advance while long prompts are scored.
+        """
         budget = self.decoder.batch_size
         pieces: list[Piece] = []
         jobs: list[Job] = []
@@ -352,15 +366,18 @@ class BatchingScheduler:
         reading = sorted(
             (job for job in active if job not in decoding), key=lambda job: job.slot.last_used
         )
-        for job in decoding + reading:
+        scoring = [job for job in reading + decoding if _scoring(job)]  # the oldest first
+        others = [job for job in decoding + reading if job not in scoring]
+        alone = bool(scoring) and not (self._scored_last and others)
+        self._scored_last = alone
+        for job in scoring[:1] if alone else others:
             if budget <= 0:
                 break
             take = job.pending[:budget]
             budget -= len(take)
             done = len(take) == len(job.pending)
-            scoring = job.prompt_logprobs is not None and len(job.slot.cached) < len(job.prompt)
             pieces.append(
-                Piece(job.slot.seq, take, len(job.slot.cached), logits=done, all_logits=scoring)
+                Piece(job.slot.seq, take, len(job.slot.cached), logits=done, all_logits=alone)
             )
             jobs.append(job)
         return pieces, jobs

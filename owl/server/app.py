@@ -29,6 +29,7 @@ from owl.server.openai import audio as openai_audio
 from owl.server.openai import images as openai_images
 from owl.server.openai import routes as openai_routes
 from owl.server.pool import ModelPool
+from owl.server.tokenizer_routes import router as tokenizer_router
 from owl.server.ui import UiMiddleware
 from owl.store.lock import Lock
 
@@ -70,6 +71,7 @@ def create_app(
     app.include_router(openai_images.router)
     app.include_router(ollama_routes.router)
     app.include_router(metrics.router)
+    app.include_router(tokenizer_router)
     # Added innermost first: the catch-all answers a route's unexpected error; metrics
     # count every answer, 401s and 413s included; CORS answers preflights before auth and
     # puts its headers on the 401s too.

@@ -10,7 +10,7 @@ the generations started under the server's limits (owl/server/generations.py).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from owl.engine import Delta, Model, SamplingParams
 from owl.engine.grammar import json_grammar
+from owl.errors import InvalidPrompt
 from owl.server import tool_calls
 from owl.server.choices import Choice, merged
 from owl.server.disconnect import unless_disconnected
@@ -46,6 +47,7 @@ class Task:
     model: str
     messages: list[dict[str, Any]] | None = None  # chat-template input, one dict a message
     prompt: str | None = None  # already formatted text, tokenized as it is
+    tokens: tuple[int, ...] | None = None  # or the prompt as token ids, evaluated as they are
     tools: Tools | None = None  # the functions it may call (before `output`)
     output: JsonOutput | None = None
     sampling: Mapping[str, Any] = field(default_factory=dict)  # SamplingParams fields
@@ -142,6 +144,8 @@ async def prepare(request: Request, task: Task, model: Model, *, started_ns: int
             prompt, options["media"] = await run_in_threadpool(model.chat_media, messages, pixels)
         else:
             prompt = await run_in_threadpool(model.chat_tokens, messages)
+    elif task.tokens is not None:
+        prompt = checked_tokens(model, task.tokens)
     else:
         prompt = await run_in_threadpool(model.text_tokens, task.prompt or "")
     streams = start_generations(
@@ -167,6 +171,26 @@ async def prepare(request: Request, task: Task, model: Model, *, started_ns: int
 async def collect(request: Request, job: Job) -> list[Choice]:
     """Every choice of `job`, whole; stopped if the client goes away first (ClientGone)."""
     return await unless_disconnected(request, job.choices())
+
+
+def checked_tokens(model: Model, tokens: Sequence[int]) -> list[int]:
+    """`tokens` if every one is a token of `model`, else InvalidPrompt (a 400)."""
+    size = model.backend.vocab_size
+    for index, token in enumerate(tokens):
+        if not 0 <= token < size:
+            raise InvalidPrompt(
+                f"token {index} is {token}, not a token of '{model.name}' "
+                f"(its ids run from 0 to {size - 1})"
+            )
+    return list(tokens)
+
+
+def text_of(model: Model, tokens: Sequence[int]) -> str:
+    """The text of `tokens`; a control token, which has no bytes of its own, as its text
+    (as a prompt writes it)."""
+    backend = model.backend
+    pieces = [backend.token_bytes(token) or backend.token_text(token).encode() for token in tokens]
+    return b"".join(pieces).decode("utf-8", "replace")
 
 
 def _grammar(task: Task) -> str | None:

@@ -127,6 +127,10 @@ class LlamaCppBackend:
     def token_bytes(self, token: int) -> bytes:
         return self._vocab.piece(token, special=False)
 
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab.n_tokens
+
     def token_text(self, token: int) -> str:
         return self._vocab.piece(token, special=True).decode("utf-8", "replace")
 

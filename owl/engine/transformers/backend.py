@@ -225,6 +225,10 @@ class TransformersBackend:
     def token_bytes(self, token: int) -> bytes:
         return self._vocab.token_bytes(token)
 
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab.size
+
     def token_text(self, token: int) -> str:
         return self._vocab.token_text(token)
 

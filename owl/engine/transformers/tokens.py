@@ -82,6 +82,11 @@ class HFVocab:
         self._piece_cache: dict[int, bytes] = {}
 
     @property
+    def size(self) -> int:
+        """Token ids run from 0 to size - 1, added tokens included."""
+        return len(self._tokenizer)
+
+    @property
     def bos_token(self) -> int | None:
         return self._tokenizer.bos_token_id
 

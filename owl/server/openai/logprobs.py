@@ -22,6 +22,8 @@ def chat_logprobs(model: Model, entries: Sequence[TokenLogprob]) -> ChatLogprobs
     """Chat's `logprobs`: {"content": [{token, logprob, bytes, top_logprobs}]}."""
     content = []
     for entry in entries:
+        if model.backend.is_eog(entry.token):
+            continue  # the end of the message is not part of its content (as OpenAI does)
         text, raw = _token(model, entry.token)
         top = []
         for token, logprob in entry.top:
@@ -39,13 +41,17 @@ def completion_logprobs(
     tokens: Sequence[int],
     *,
     offset: int = 0,
+    generated: bool = True,
 ) -> CompletionLogprobs:
     """The completions API's legacy `logprobs`: tokens, token_logprobs, top_logprobs (a
     dict per token), text_offset. `tokens` are the ids `entries` are for (the first
-    prompt token has no entry: None)."""
+    prompt token has no entry: None). When the last token is `generated`, an end of
+    generation there reads "": it is in no text, and it still has its entry."""
     texts, token_logprobs, tops, offsets = [], [], [], []
-    for token, entry in zip(tokens, entries, strict=True):
-        text, _ = _token(model, token)
+    last = len(tokens) - 1
+    for index, (token, entry) in enumerate(zip(tokens, entries, strict=True)):
+        ended = generated and index == last and model.backend.is_eog(token)
+        text = "" if ended else _token(model, token)[0]
         texts.append(text)
         offsets.append(offset)
         offset += len(text)

@@ -230,8 +230,14 @@ class ChatCompletionRequest(_Request):
         return JsonOutput(form.json_schema.json_schema)
 
 
+Prompt = str | list[int]  # text, or text already as token ids (as lm-eval sends them)
+MAX_PROMPTS = 64  # prompts in one completions request (each with its n choices)
+
+
 class CompletionRequest(_Request):
-    prompt: str | list[str] = Field(description="One prompt (a list of one is accepted).")
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+        description="A prompt (text or token ids), or a list of them: n choices each."
+    )
     # OpenAI's default for completions; 0 with echo scores the prompt only.
     max_tokens: int | None = Field(default=16, ge=0)
     logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
@@ -245,21 +251,29 @@ class CompletionRequest(_Request):
 
     @field_validator("prompt")
     @classmethod
-    def _one_prompt(cls, value: str | list[str]) -> str:
-        if isinstance(value, list):
-            if len(value) != 1:
-                raise ValueError("owl takes one prompt per request; send a string")
-            value = value[0]
+    def _prompts(cls, value: Any) -> list[Prompt]:
+        if isinstance(value, str) or (value and all(isinstance(v, int) for v in value)):
+            value = [value]
+        if not value or len(value) > MAX_PROMPTS:
+            raise ValueError(f"give 1 to {MAX_PROMPTS} prompts")
         return value
 
-    def to_task(self) -> Task:
-        """The serving core's task: the raw prompt, scored (echo with logprobs) or not."""
+    def prompts(self) -> list[Prompt]:
+        assert isinstance(self.prompt, list)
+        return self.prompt  # type: ignore[return-value]
+
+    def to_tasks(self) -> list[Task]:
+        """One serving-core task per prompt, scored (echo with logprobs) or not."""
+        return [self.to_task(prompt) for prompt in self.prompts()]
+
+    def to_task(self, prompt: Prompt) -> Task:
+        """The serving core's task for one prompt, scored (echo with logprobs) or not."""
         if self.max_tokens == 0 and not self.echo:
             raise InvalidPrompt("max_tokens 0 only makes sense with echo (to score the prompt)")
-        assert isinstance(self.prompt, str)
         return Task(
             model=self.model,
-            prompt=self.prompt,
+            prompt=prompt if isinstance(prompt, str) else None,
+            tokens=None if isinstance(prompt, str) else tuple(prompt),
             sampling=self.given(),
             max_tokens=self.max_tokens or None,  # 0: score only (echo)
             n=self.n,

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from owl.engine import Usage
 from owl.engine.adapters import adapter_of
-from owl.errors import ModelNotFound
+from owl.errors import InvalidPrompt, ModelNotFound
 from owl.server import serving
 from owl.server.choices import Choice, total_usage
 from owl.server.embedding import EmbedTask, check_count, embed
@@ -216,25 +216,55 @@ async def _whole_chat_events(
 
 @router.post("/completions")
 async def completions(body: CompletionRequest, request: Request) -> Any:
-    job = await serving.submit(request, body.to_task())
+    tasks = body.to_tasks()
+    if body.stream and len(tasks) > 1:
+        raise InvalidPrompt("owl streams one prompt per request; send the prompts one by one")
+    jobs = await _submitted(request, tasks)
     ident, created = new_id("cmpl"), now()
+    name = jobs[0].model.name
 
     def completion(choices: list[CompletionChoiceBody], **usage: UsageBody | None) -> Completion:
-        return Completion(id=ident, created=created, model=job.model.name, choices=choices, **usage)
+        return Completion(id=ident, created=created, model=name, choices=choices, **usage)
 
     if body.stream:
-        return await framed(request, _completion_events(job, body, completion), SSE)
-    choices = await serving.collect(request, job)
-    answers = [
-        CompletionChoiceBody(
-            index=index,
-            text=(body.prompt if body.echo else "") + choice.text,
-            logprobs=_completion_logprobs(job, body, choice),
-            finish_reason=choice.finish_reason,
-        )
-        for index, choice in enumerate(choices)
-    ]
-    return completion(answers, usage=_usage(total_usage(choices))).body()
+        return await framed(request, _completion_events(jobs[0], body, completion), SSE)
+    answers, every = [], []  # a prompt's n choices, then the next prompt's (as OpenAI numbers them)
+    for job in jobs:
+        choices = await serving.collect(request, job)
+        echoed = _echoed(job) if body.echo else ""
+        for choice in choices:
+            answers.append(
+                CompletionChoiceBody(
+                    index=len(answers),
+                    text=echoed + choice.text,
+                    logprobs=_completion_logprobs(job, body, choice),
+                    finish_reason=choice.finish_reason,
+                )
+            )
+        every += choices
+    return completion(answers, usage=_usage(total_usage(every))).body()
+
+
+async def _submitted(request: Request, tasks: list[serving.Task]) -> list[Job]:
+    """Every task's job started (they run side by side), or none: those started are stopped
+    when a later one is refused."""
+    jobs: list[Job] = []
+    try:
+        for task in tasks:
+            jobs.append(await serving.submit(request, task))
+    except BaseException:
+        for job in jobs:
+            for stream in job.streams:
+                stream.close()
+        raise
+    return jobs
+
+
+def _echoed(job: Job) -> str:
+    """The prompt as the answer echoes it: its text, or the text of its token ids."""
+    if job.task.prompt is not None:
+        return job.task.prompt
+    return serving.text_of(job.model, job.prompt)
 
 
 def _completion_logprobs(
@@ -245,7 +275,9 @@ def _completion_logprobs(
     entries = list(choice.logprobs)
     tokens = [entry.token for entry in choice.logprobs]
     if body.echo and choice.prompt is not None:
-        return completion_logprobs(job.model, [*choice.prompt, *entries], [*job.prompt, *tokens])
+        return completion_logprobs(
+            job.model, [*choice.prompt, *entries], [*job.prompt, *tokens], generated=bool(tokens)
+        )
     return completion_logprobs(job.model, entries, tokens)
 
 
@@ -253,8 +285,7 @@ async def _completion_events(
     job: Job, body: CompletionRequest, completion: Any
 ) -> AsyncIterator[Completion]:
     """Completion chunks per choice (echoed prompt first, logprobs per chunk), usage."""
-    prompt = body.prompt
-    assert isinstance(prompt, str)
+    prompt = _echoed(job)
 
     def chunk(index: int, text: str, **fields: Any) -> Completion:
         return completion([CompletionChoiceBody(index=index, text=text, **fields)])
@@ -268,7 +299,11 @@ async def _completion_events(
             choices[index].add(delta)
             if delta.prompt is not None:
                 yield chunk(
-                    index, prompt, logprobs=completion_logprobs(job.model, delta.prompt, job.prompt)
+                    index,
+                    prompt,
+                    logprobs=completion_logprobs(
+                        job.model, delta.prompt, job.prompt, generated=False
+                    ),
                 )
             if delta.text or delta.logprobs:
                 logprobs = None

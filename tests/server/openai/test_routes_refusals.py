@@ -136,11 +136,11 @@ def test_unreadable_bodies_are_400(http: httpx.Client, content: bytes, fragment:
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        ({"model": MODEL, "prompt": ["one", "two"]}, "one prompt"),
-        ({"model": MODEL, "prompt": []}, "one prompt"),
+        ({"model": MODEL, "prompt": ["one"] * 65}, "1 to 64 prompts"),
+        ({"model": MODEL, "prompt": []}, "1 to 64 prompts"),
         ({"model": MODEL}, "prompt"),
     ],
-    ids=["two-prompts", "no-prompts", "missing-prompt"],
+    ids=["too-many-prompts", "no-prompts", "missing-prompt"],
 )
 def test_invalid_completion_bodies_are_400(
     http: httpx.Client, body: dict[str, Any], fragment: str
