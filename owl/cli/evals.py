@@ -1,4 +1,5 @@
-"""owl eval perplexity | kld | extraction: how good a model is on a text or a task."""
+"""owl eval perplexity | kld | extraction (here) and run | compare | rerun (eval_run.py):
+how good a model is on a text or on tasks."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from owl.cli import eval_run
 from owl.config import load_settings
 from owl.pull import open_store
 
 console = Console(soft_wrap=True, highlight=False)
 errors = Console(stderr=True)
 eval_app = typer.Typer(
-    help="Measure models on a text: perplexity, and KL divergence from a reference.",
+    help="Measure models: on tasks (run, compare, rerun), and on a text (perplexity, KL "
+    "divergence from a reference).",
     no_args_is_help=True,
 )
 
@@ -218,6 +221,7 @@ def extraction_command(
 eval_app.command("perplexity")(perplexity_command)
 eval_app.command("kld")(kld_command)
 eval_app.command("extraction")(extraction_command)
+eval_run.add_commands(eval_app)  # run | compare | rerun: tasks on models, and their reports
 
 
 def register(app: typer.Typer) -> None:

@@ -18,16 +18,15 @@ from typing import Any
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from owl.engine import Delta, Model, SamplingParams
+from owl.engine import Delta, Model, SamplingParams, tool_calls
 from owl.engine.grammar import json_grammar
+from owl.engine.tool_calls import ToolCall, Tools
 from owl.errors import InvalidPrompt
-from owl.server import tool_calls
 from owl.server.choices import Choice, merged
 from owl.server.disconnect import unless_disconnected
 from owl.server.generations import WatchedStream, start_generations
 from owl.server.image_inputs import all_pixels
 from owl.server.pool import ModelPool
-from owl.server.tool_calls import ToolCall, Tools
 
 MAX_STOP = 16  # stop sequences a request may give, in every API
 

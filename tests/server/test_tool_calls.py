@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from owl.server.tool_calls import Tools, parse, with_tools
+from owl.engine.tool_calls import Tools, parse, with_tools
 
 WEATHER = {"name": "weather", "parameters": {"type": "object"}}
 

@@ -7,6 +7,9 @@ logits of the second half of each chunk only; doing the same gives its numbers (
 rows are the only difference in the graph) and skips half of the vocabulary projection,
 which is a fifth of a small model's work.
 
+`extend` continues the cached sequence instead (owl eval scores a question's shared context
+once, then each choice from the end of it).
+
 Not thread-safe, and llama.cpp's OpenMP threads slow down threefold when decodes come from
 two threads of one process (see owl/engine/worker.py): decode from one thread.
 """
@@ -21,6 +24,7 @@ import numpy as np
 
 from owl.engine.llama.batch import Batch
 from owl.engine.llama.context import Context, scoring_context
+from owl.engine.llama.lora import apply_adapters, free_adapters
 from owl.engine.llama.model import load_model
 from owl.engine.llama.vocab import Vocab
 from owl.errors import EngineError, EvalError, OwlError
@@ -31,7 +35,7 @@ class Scorer:
 
     `callback` (owl.engine.llama.context.eval_callback) sees every graph node of every
     decode; `error` is what a failure to load or to make the context raises, and `hint`
-    what that message suggests.
+    what that message suggests. `adapters`: LoRA (file, scale) pairs set on the context.
     """
 
     def __init__(
@@ -44,11 +48,13 @@ class Scorer:
         callback: Any = None,
         error: type[OwlError] = EngineError,
         hint: str = "try a smaller --ctx",
+        adapters: Sequence[tuple[Path, float]] = (),
     ) -> None:
         self.name = name or path.name
         self._model = load_model(path, name=self.name, error=error)
         self._context: Context | None = None
         self._batch: Batch | None = None
+        self._adapters: list[Any] = []
         try:
             self.vocab = Vocab(self._model.vocab)
             self.n_vocab = self.vocab.n_tokens
@@ -64,6 +70,7 @@ class Scorer:
                 error=error,
                 hint=hint,
             )
+            apply_adapters(self._model, self._context, adapters, self._adapters)
             self.n_ctx = n_ctx
             self._batch = Batch(n_ctx)
         except BaseException:
@@ -74,6 +81,12 @@ class Scorer:
     def bos(self) -> int | None:
         """The BOS token, when the vocabulary asks for one at the start of a text."""
         return self.vocab.bos
+
+    @property
+    def prefix(self) -> int | None:
+        """The token a text is scored after when nothing comes before it (lm-eval's
+        prefix_token_id): BOS even where the vocabulary does not add one, else EOS."""
+        return self.vocab.start
 
     def tokenize(self, text: str) -> list[int]:
         """`text`'s tokens as llama-perplexity makes them: BOS if asked, no special tokens."""
@@ -111,14 +124,34 @@ class Scorer:
         array = self._context.logits(count - first)
         return array.copy() if copy else array
 
+    def extend(self, tokens: Sequence[int], *, start: int, copy: bool = True) -> np.ndarray:
+        """float32 logits (len(tokens), n_vocab) of `tokens` decoded at positions start, …
+        after the first `start` positions cached by `logits`/`extend`; what was cached from
+        `start` on is dropped first. EvalError when they do not fit the context."""
+        count = len(tokens)
+        if not (0 < start and 0 < count and start + count <= self.n_ctx):
+            raise EvalError(
+                f"cannot score {count} tokens after {start} in a context of {self.n_ctx}"
+            )
+        assert self._context is not None and self._batch is not None
+        self._context.forget(0, start)
+        self._batch.clear()
+        self._batch.add(0, tokens, start=start, logits_from=0)
+        code = self._context.decode(self._batch)
+        if code != 0:
+            raise EngineError(f"llama.cpp failed to decode a chunk of {self.name} (code {code})")
+        array = self._context.logits(count)
+        return array.copy() if copy else array
+
     def close(self) -> None:
-        """Free the batch, the context and the model (safe to call twice)."""
+        """Free the batch, the context, the adapters and the model (safe to call twice)."""
         if self._batch is not None:
             self._batch.close()
             self._batch = None
         if self._context is not None:
             self._context.close()
             self._context = None
+        free_adapters(self._adapters)  # after the context that used them
         if self._model is not None:
             self._model.close()
             self._model = None

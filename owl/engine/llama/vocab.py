@@ -26,6 +26,18 @@ class Vocab:
         token = int(llama_cpp.llama_vocab_bos(self._vocab))
         return token if token >= 0 else None
 
+    @property
+    def start(self) -> int | None:
+        """BOS whether or not the vocabulary adds it, else EOS: what a text without a
+        context is predicted after."""
+        for token in (
+            llama_cpp.llama_vocab_bos(self._vocab),
+            llama_cpp.llama_vocab_eos(self._vocab),
+        ):
+            if int(token) >= 0:
+                return int(token)
+        return None
+
     def plain_tokens(
         self,
         text: str,

@@ -15,15 +15,14 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from owl.config import duration_seconds
-from owl.engine import SamplingParams
+from owl.engine import SamplingParams, tool_calls
 from owl.engine.images import IMAGE_MARKER
+from owl.engine.tool_calls import Tools
 from owl.errors import InvalidPrompt
-from owl.server import tool_calls
 from owl.server.body_checks import ERROR_TYPE, MAX_DEPTH, body_problem
 from owl.server.image_inputs import plain_text
 from owl.server.responses import ResponseBody
 from owl.server.serving import MAX_STOP, JsonOutput, Task
-from owl.server.tool_calls import Tools
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -192,7 +191,7 @@ class Message(BaseModel):
 
     def as_template_input(self) -> dict[str, Any]:
         """The dict a chat template expects; tool calls and results in owl's generic
-        format (owl/server/tool_calls.py), which every template can carry."""
+        format (owl/engine/tool_calls.py), which every template can carry."""
         content, role = self.content or "", self.role
         if self.images:  # the markers where the images go, before the text (image_inputs)
             content = IMAGE_MARKER * len(self.images) + plain_text(content)

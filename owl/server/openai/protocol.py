@@ -10,16 +10,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from owl.engine import tool_calls
 from owl.engine.images import IMAGE_MARKER
 from owl.engine.sampling import MAX_TOP_K
+from owl.engine.tool_calls import Tools
 from owl.errors import InvalidPrompt
-from owl.server import tool_calls
 from owl.server.body_checks import CheckedBody
 from owl.server.image_inputs import plain_text
 from owl.server.openai.embedding_inputs import EmbeddingPart, ImageUrl
 from owl.server.responses import ResponseBody
 from owl.server.serving import MAX_STOP, JsonOutput, Task
-from owl.server.tool_calls import Tools
 
 MAX_CHOICES = 8
 MAX_TOP_LOGPROBS = 20
@@ -131,7 +131,7 @@ class ChatMessage(BaseModel):
             )
         content = content or ""
         role = "system" if self.role == "developer" else self.role
-        # Tool calls and results in owl's generic format (owl/server/tool_calls.py), which
+        # Tool calls and results in owl's generic format (owl/engine/tool_calls.py), which
         # every chat template can carry.
         if self.tool_calls:
             calls = [call.model_dump() for call in self.tool_calls]

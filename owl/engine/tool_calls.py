@@ -5,7 +5,8 @@ system message, and the output is constrained by a grammar to
 {"tool_call": {"name": …, "arguments": {…}}} (or {"response": "…"} when the model may
 answer in words). Earlier tool calls and tool results in the conversation are written in
 the same format, so any template — even one that knows nothing of tools — can carry them.
-Each API translates its own tool fields to and from these (openai/, ollama/).
+Each API translates its own tool fields to and from these (owl/server/openai/, ollama/);
+owl eval offers a task's tools the same way (owl/evals/models/engine.py).
 """
 
 from __future__ import annotations
