@@ -23,6 +23,7 @@ from owl.server.auth import ApiKeyMiddleware, api_keys
 from owl.server.generations import Generations
 from owl.server.http_protocol import JsonErrorsH11Protocol
 from owl.server.images import image_files
+from owl.server.model_details import router as model_details_router
 from owl.server.ollama import routes as ollama_routes
 from owl.server.ollama.pull import Pulls
 from owl.server.openai import audio as openai_audio
@@ -71,6 +72,7 @@ def create_app(
     app.include_router(openai_images.router)
     app.include_router(ollama_routes.router)
     app.include_router(metrics.router)
+    app.include_router(model_details_router)
     app.include_router(tokenizer_router)
     # Added innermost first: the catch-all answers a route's unexpected error; metrics
     # count every answer, 401s and 413s included; CORS answers preflights before auth and

@@ -1,5 +1,6 @@
-"""Images out, as every API asks for them: one task (DrawTask), one function (draw()), and the
-folder of drawn images the server serves back for `response_format=url`.
+"""Images out, as every API asks for them: one task (DrawTask), drawn whole (draw()) or step
+by step for a stream (prepare() then draw_steps()), and the folder of drawn images the
+server serves back for `response_format=url`.
 
 OpenAI's /v1/images/generations translates onto these (owl/server/openai/images.py). The
 drawer comes from the server's one pool, under the same memory budget and keep_alive as
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import re
 import tempfile
 import threading
-from collections.abc import Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,7 @@ from owl.server.pool import ModelPool
 
 IMAGES = "images"  # OWL_HOME/images: the drawn PNGs a url response points at
 _FILE_NAME = re.compile(r"^[0-9a-f]{64}\.png$")
+log = logging.getLogger("owl.server")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,10 +54,20 @@ class Drawn:
     pngs: tuple[bytes, ...]
 
 
-async def draw(request: Request, task: DrawTask) -> Drawn:
-    """`task`'s images. InvalidPrompt/InvalidParameter (400) for a request out of the
-    server's limits, before any model loads; ServerBusy (429) when OWL_MAX_QUEUE drawings
-    already wait for the model; ClientGone when the client leaves first."""
+@dataclass(frozen=True)
+class Step:
+    """A drawing's progress: `step` of its `steps` denoising steps are done."""
+
+    step: int
+    steps: int
+
+
+async def prepare(request: Request, task: DrawTask) -> Callable[..., Drawn]:
+    """The work that draws `task` in a worker thread, `work(progress=…, cancelled=…)`, once
+    the request is checked and its drawer loaded and held for this request's task (a
+    stream's too: await it in the route, not in the stream). InvalidPrompt/InvalidParameter
+    (400) for a request out of the server's limits, before any model loads; ServerBusy (429)
+    when OWL_MAX_QUEUE drawings already wait for the model."""
     settings: Settings = request.app.state.settings
     limits = DrawLimits.of(settings)
     check_options(task.options, limits)
@@ -66,13 +79,60 @@ async def draw(request: Request, task: DrawTask) -> Drawn:
         raise ServerBusy(
             f"{settings.max_queue} drawings already wait for '{task.model}'; retry later"
         )
-    stop = threading.Event()
 
-    def work() -> Drawn:
-        drawing = drawer.draw(task.options, limits=limits, cancelled=stop.is_set)
+    def work(**callbacks: Callable) -> Drawn:
+        drawing = drawer.draw(task.options, limits=limits, **callbacks)
         return Drawn(drawing, tuple(image.png() for image in drawing.images))
 
-    return await _unless_gone(request, run_in_threadpool(work), stop)
+    return work
+
+
+async def draw(request: Request, task: DrawTask) -> Drawn:
+    """`task`'s images. InvalidPrompt/InvalidParameter (400) for a request out of the
+    server's limits, before any model loads; ServerBusy (429) when OWL_MAX_QUEUE drawings
+    already wait for the model; ClientGone when the client leaves first."""
+    work = await prepare(request, task)
+    stop = threading.Event()
+    return await _unless_gone(request, run_in_threadpool(work, cancelled=stop.is_set), stop)
+
+
+async def draw_steps(
+    work: Callable[..., Drawn], *, model: str
+) -> AsyncGenerator[Step | Drawn, None]:
+    """A Step after each denoising step of prepare()'s `work`, then the Drawn images.
+    Closing the generator (the client left a stream) stops the drawing at its next step
+    and waits for its thread to end."""
+    loop = asyncio.get_running_loop()
+    steps: asyncio.Queue[Step] = asyncio.Queue()
+    stop = threading.Event()
+
+    def progress(step: int, total: int) -> None:  # on the drawing's thread
+        loop.call_soon_threadsafe(steps.put_nowait, Step(step, total))
+
+    drawing = asyncio.ensure_future(
+        run_in_threadpool(work, progress=progress, cancelled=stop.is_set)
+    )
+    next_step: asyncio.Future[Step] | None = None
+    try:
+        while not drawing.done():
+            next_step = asyncio.ensure_future(steps.get())
+            await asyncio.wait({next_step, drawing}, return_when=asyncio.FIRST_COMPLETED)
+            if next_step.done():
+                yield next_step.result()
+            else:
+                next_step.cancel()
+        while not steps.empty():  # the last steps' callbacks ran before the drawing ended
+            yield steps.get_nowait()
+        yield drawing.result()
+    finally:
+        if next_step is not None:
+            next_step.cancel()
+        if not drawing.done():
+            stop.set()
+            # Work given up, on the operator's machine: worth a line in the server's log.
+            log.warning("a drawing with '%s' stopped: its client left", model)
+            with suppress(OwlError):  # EngineError: it stopped; nobody reads any answer now
+                await drawing  # the thread ends at the drawing's next step
 
 
 async def _unless_gone(request: Request, work: Awaitable[Drawn], stop: threading.Event) -> Drawn:

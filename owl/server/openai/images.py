@@ -5,8 +5,10 @@ A translation onto owl/server/images.py, nothing more: OpenAI's JSON body in (pr
 n, size, response_format), its ImagesResponse out, so that the `openai` client's
 images.generate works unchanged. owl's own fields, which OpenAI's API lacks, come in the
 same body (the client's `extra_body`): seed, steps, negative_prompt, guidance_scale; the
-seed of each image comes back beside it. OpenAI's fields that steer its own models
-(quality, style, background, moderation, user) are accepted and have no effect.
+seed of each image comes back beside it. `"stream": true` answers with OpenAI's image
+events and owl's progress event after each step (image_stream.py). OpenAI's fields that
+steer its own models (quality, style, background, moderation, user) are accepted and have
+no effect.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import AliasChoices, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -24,7 +26,9 @@ from starlette.exceptions import HTTPException
 from owl.engine.drawing import DrawOptions, drawing_model, parse_size
 from owl.errors import InvalidParameter
 from owl.server.body_checks import CheckedBody
-from owl.server.images import DrawTask, ImageFiles, draw
+from owl.server.framing import framed
+from owl.server.images import DrawTask, ImageFiles, draw, draw_steps, prepare
+from owl.server.openai.image_stream import IMAGE_SSE, stream_events
 
 router = APIRouter(prefix="/v1/images")
 
@@ -64,16 +68,22 @@ class ImageGenerationRequest(CheckedBody):
         return DrawTask(model=model, options=options)
 
 
-@router.post("/generations")
-async def generations(body: ImageGenerationRequest, request: Request) -> dict[str, Any]:
-    if body.stream:
-        raise InvalidParameter(
-            param="stream", reason="owl sends the images when they are drawn; leave it out"
-        )
+@router.post("/generations", response_model=None)
+async def generations(
+    body: ImageGenerationRequest, request: Request
+) -> dict[str, Any] | StreamingResponse:
     model = (body.model or "").strip()
     if not model:  # the one pipeline in the store, as `owl draw` without --model
         model = await run_in_threadpool(drawing_model, request.app.state.pool.store)
-    drawn = await draw(request, body.to_task(model))
+    task = body.to_task(model)
+    if body.stream:
+        if body.response_format == "url":
+            raise InvalidParameter(
+                param="response_format", reason="a stream sends b64_json images; leave it out"
+            )
+        work = await prepare(request, task)  # held by this request, the stream's end included
+        return await framed(request, stream_events(draw_steps(work, model=model)), IMAGE_SSE)
+    drawn = await draw(request, task)
     files: ImageFiles = request.app.state.image_files
     data = []
     for png, seed in zip(drawn.pngs, drawn.drawing.seeds, strict=True):

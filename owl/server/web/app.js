@@ -1,4 +1,5 @@
-// The page's entry point: two pages (chat, models) switched by the nav and the URL hash.
+// The page's entry point: the pages (chat, models, images) switched by the nav and the URL
+// hash. The images page's module loads when it is first shown.
 import { startChat } from "./chat.js";
 import { refresh, startModels } from "./models.js";
 
@@ -9,10 +10,12 @@ function show(page) {
     else button.removeAttribute("aria-current");
   }
   if (page === "models") refresh();
+  if (page === "images") import("./images.js").then((images) => images.showImages());
 }
 
 function route() {
-  show(location.hash === "#models" ? "models" : "chat");
+  const page = location.hash.slice(1);
+  show(["models", "images"].includes(page) ? page : "chat");
 }
 
 for (const button of document.querySelectorAll("nav button")) {

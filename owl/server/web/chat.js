@@ -1,11 +1,16 @@
-// The chat page: a streamed answer from /v1/chat/completions, stoppable, kept in IndexedDB.
-import { api, errorText, postJson, sseData } from "./api.js";
+// The chat page: a streamed answer from /v1/chat/completions, stoppable, kept in IndexedDB;
+// images for a model that sees (attach.js), speech in and out (voice.js), JSON-schema answers.
+import { errorText, postJson, sseData } from "./api.js";
+import { allowImages, isImageUrl, startAttach, takeImages, thumbnails } from "./attach.js";
+import { able, storedModels } from "./capabilities.js";
 import { renderMarkdown } from "./markdown.js";
 import * as store from "./store.js";
+import { readAloudButton, setVoiceModels, startVoice } from "./voice.js";
 
 const $ = (id) => document.getElementById(id);
 let current = store.newConversation();
 let controller = null;
+let models = []; // capabilities.js's storedModels(), once loaded
 
 function percent(logprob) {
   return `${(Math.exp(logprob) * 100).toFixed(1)}%`;
@@ -52,6 +57,15 @@ function tokenStrip(tokens) {
   return details;
 }
 
+function answerBody(message) {
+  if (!message.json) return renderMarkdown(message.content);
+  // A JSON-schema answer is data: shown exactly as sent, not as Markdown.
+  const block = document.createElement("pre");
+  block.className = "json";
+  block.textContent = message.content;
+  return block;
+}
+
 function messageNode(message) {
   const item = document.createElement("li");
   item.className = `message ${message.role}${message.error ? " error" : ""}`;
@@ -61,9 +75,14 @@ function messageNode(message) {
   const body = document.createElement("div");
   body.className = "content";
   // The user's own words as typed; the model's as sanitised Markdown.
-  if (message.role === "assistant" && !message.error) body.append(renderMarkdown(message.content));
+  if (message.role === "assistant" && !message.error) body.append(answerBody(message));
   else body.textContent = message.content;
-  item.append(who, body);
+  item.append(who);
+  if (message.images?.length) item.append(thumbnails(message.images));
+  item.append(body);
+  if (message.role === "assistant" && !message.error && message.content.trim()) {
+    item.append(readAloudButton(() => body.innerText));
+  }
   if (message.stopped) {
     const note = document.createElement("span");
     note.className = "note";
@@ -113,6 +132,7 @@ function openConversation(conversation) {
   current = conversation;
   $("system").value = conversation.system || "";
   if (conversation.model) $("model").value = conversation.model;
+  modelChanged();
   renderMessages();
   renderList();
 }
@@ -145,15 +165,57 @@ function number(id) {
   return Number.isFinite(value) ? value : undefined;
 }
 
-async function send(text) {
+function chosenModel() {
+  return models.find((model) => model.name === $("model").value);
+}
+
+function modelChanged() {
+  const name = $("model").value;
+  const sees = chosenModel()?.capabilities.has("vision");
+  allowImages(sees ? "" : `${name || "this model"} does not see images; choose a vision model to attach one`);
+}
+
+/** A message as the request carries it: with its images as image_url parts for a model that
+ * sees them (a text model is sent the words alone: it would refuse the images). */
+function requestMessage({ role, content, images }, sees) {
+  const urls = sees ? (images || []).filter(isImageUrl) : [];
+  if (!urls.length) return { role, content };
+  const parts = urls.map((url) => ({ type: "image_url", image_url: { url } }));
+  return { role, content: [...parts, { type: "text", text: content }] };
+}
+
+/** The request's response_format for the schema in the settings: undefined when there is
+ * none, null (and the reason shown) when the text is not a JSON schema. */
+function responseFormat() {
+  const text = $("schema").value.trim();
+  const error = $("schema-error");
+  error.textContent = "";
+  if (!text) return undefined;
+  let schema;
+  try {
+    schema = JSON.parse(text);
+  } catch (problem) {
+    error.textContent = `The JSON schema is not valid JSON (${problem.message}); fix it or empty the field.`;
+    return null;
+  }
+  if (schema === null || typeof schema !== "object" || Array.isArray(schema)) {
+    error.textContent = 'The JSON schema must be a JSON object, such as {"type": "object"}.';
+    return null;
+  }
+  return { type: "json_schema", json_schema: { name: "answer", schema } };
+}
+
+async function send(text, format) {
   const model = $("model").value;
   const system = $("system").value.trim();
+  const sees = Boolean(chosenModel()?.capabilities.has("vision"));
   current.model = model;
   current.system = system;
   if (!current.messages.length) current.title = text.slice(0, 40);
-  current.messages.push({ role: "user", content: text });
-  const answer = { role: "assistant", model, content: "" };
-  const history = current.messages.filter((m) => !m.error).map(({ role, content }) => ({ role, content }));
+  const images = takeImages();
+  current.messages.push(images.length ? { role: "user", content: text, images } : { role: "user", content: text });
+  const answer = { role: "assistant", model, content: "", ...(format ? { json: true } : {}) };
+  const history = current.messages.filter((m) => !m.error).map((m) => requestMessage(m, sees));
   current.messages.push(answer);
   renderMessages();
   const why = $("why").checked;
@@ -165,6 +227,7 @@ async function send(text) {
     top_p: number("top-p"),
     max_tokens: number("max-tokens"),
     ...(why ? { logprobs: true, top_logprobs: 5 } : {}),
+    ...(format ? { response_format: format } : {}),
   };
   controller = new AbortController();
   setBusy(true);
@@ -180,7 +243,7 @@ async function send(text) {
       if (!choice) continue;
       answer.content += choice.delta?.content || "";
       if (choice.logprobs?.content) (answer.tokens ??= []).push(...choice.logprobs.content);
-      live.querySelector(".content").replaceChildren(renderMarkdown(answer.content));
+      live.querySelector(".content").replaceChildren(answerBody(answer));
     }
   } catch (error) {
     if (error.name === "AbortError") answer.stopped = true;
@@ -201,37 +264,42 @@ function setBusy(busy) {
   $("chat-status").textContent = busy ? "Answering…" : "";
 }
 
+function option(model) {
+  const notes = [];
+  if (model.adapterOf !== null) notes.push(model.adapterOf ? `adapter on ${model.adapterOf}` : "adapter");
+  if (model.capabilities.has("vision")) notes.push("sees images");
+  const item = new Option(notes.length ? `${model.name} (${notes.join(", ")})` : model.name, model.name);
+  return item;
+}
+
 async function loadModels() {
-  const response = await api("/v1/models");
-  if (!response.ok) {
-    $("chat-status").textContent = `Cannot list models: ${await errorText(response)}`;
+  try {
+    models = await storedModels();
+  } catch (error) {
+    $("chat-status").textContent = `Cannot list models: ${error.message || error}`;
     return;
   }
   const select = $("model");
   const chosen = current.model || localStorage.getItem("owl.model");
-  const ids = (await response.json()).data.map((model) => model.id);
-  // /v1/models lists speech and image models too, and says nothing of what each does; the
-  // store's formats do: GGUF models (llama.cpp's) come first, under "chat".
-  const tags = await api("/api/tags");
-  const formats = new Map();
-  for (const model of tags.ok ? (await tags.json()).models : []) {
-    formats.set(model.name.replace(/:latest$/, ""), model.details?.format);
-  }
-  const groups = { chat: [], other: [] };
-  for (const id of ids) groups[formats.get(id) === "gguf" || !tags.ok ? "chat" : "other"].push(id);
+  // Only what chats is offered: speech, image and embedding models answer other routes.
+  const chat = models.filter((model) => model.capabilities.has("completion"));
+  const groups = [
+    ["chat models", chat.filter((model) => model.adapterOf === null)],
+    ["adapters", chat.filter((model) => model.adapterOf !== null)],
+  ];
   select.replaceChildren();
-  for (const [label, members] of Object.entries(groups)) {
+  for (const [label, members] of groups) {
     if (!members.length) continue;
     const group = document.createElement("optgroup");
-    group.label = label === "chat" ? "chat models" : "other models";
-    for (const id of members) {
-      const option = document.createElement("option");
-      option.value = option.textContent = id;
-      group.append(option);
-    }
+    group.label = label;
+    group.append(...members.map(option));
     select.append(group);
   }
-  if (chosen && [...select.options].some((option) => option.value === chosen)) select.value = chosen;
+  if (chosen && [...select.options].some((item) => item.value === chosen)) select.value = chosen;
+  if (!chat.length) $("chat-status").textContent = "No chat model is stored; pull one on the Models page.";
+  setVoiceModels({ transcribe: able(models, "transcribe"), speak: able(models, "speak") });
+  modelChanged();
+  if (!controller) renderMessages(); // read-aloud buttons now know whether a voice is stored
 }
 
 export async function startChat() {
@@ -239,8 +307,10 @@ export async function startChat() {
     event.preventDefault();
     const text = $("prompt").value.trim();
     if (!text || controller) return;
+    const format = responseFormat();
+    if (format === null) return $("schema").focus(); // reported beside the field; not sent
     $("prompt").value = "";
-    send(text);
+    send(text, format);
   });
   $("prompt").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
@@ -253,7 +323,19 @@ export async function startChat() {
   });
   $("stop").addEventListener("click", () => controller?.abort());
   $("new-chat").addEventListener("click", () => openConversation(store.newConversation()));
-  $("model").addEventListener("change", () => localStorage.setItem("owl.model", $("model").value));
+  $("model").addEventListener("change", () => {
+    localStorage.setItem("owl.model", $("model").value);
+    modelChanged();
+  });
+  $("schema").addEventListener("input", () => { $("schema-error").textContent = ""; });
+  startAttach();
+  startVoice((text) => {
+    const prompt = $("prompt");
+    prompt.value = prompt.value.trim() ? `${prompt.value.trimEnd()} ${text}` : text;
+    prompt.focus();
+  });
+  // A model pulled or removed on another page is offered (or not) on coming back.
+  window.addEventListener("hashchange", () => { if (location.hash !== "#models") loadModels(); });
   $("token-close").addEventListener("click", () => { $("token-panel").hidden = true; });
   const saved = await store.conversations();
   if (saved.length) openConversation(saved[0]);

@@ -1,5 +1,6 @@
 // The models page: the store (/api/tags, /api/show), pulls (/api/pull's stream), removal
 // (/api/delete) and the loaded models (/api/ps; unloaded with keep_alive 0, as in Ollama).
+// A model's name opens its details (details.js, loaded then).
 import { api, errorText, ndjson, postJson } from "./api.js";
 
 const $ = (id) => document.getElementById(id);
@@ -46,6 +47,19 @@ function licenseBadge(license) {
   return badge;
 }
 
+function nameCell(name) {
+  const node = document.createElement("td");
+  node.className = "name";
+  const open = document.createElement("button");
+  open.type = "button";
+  open.className = "link";
+  open.textContent = name;
+  open.setAttribute("aria-label", `Details of ${name}`);
+  open.addEventListener("click", async () => (await import("./details.js")).showDetails(name));
+  node.append(open);
+  return node;
+}
+
 async function renderStore() {
   const response = await api("/api/tags");
   if (!response.ok) return status(`Cannot list the store: ${await errorText(response)}`);
@@ -58,7 +72,7 @@ async function renderStore() {
     const actions = document.createElement("td");
     actions.append(button("Remove", model.name, () => removeModel(model.name)));
     row.append(
-      cell(model.name, "name"),
+      nameCell(model.name),
       cell(bytes(model.size)),
       cell(model.details?.quantization_level),
       cell(model.details?.parameter_size),
