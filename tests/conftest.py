@@ -99,6 +99,9 @@ SLOW_FIXTURE_CALLS = (
     *SLOW_CALLS,
     "dequantize(",  # the whole bundled model to float32: about a minute
     "ensure_converter(",  # fetches llama.cpp's converter sources
+    "smollm2_hf_folder(",  # tests/support/smollm2.py: the shared float32 SmolLM2 folder
+    "shared_tools(",  # the shared converter folder
+    "tiny_lora(",  # converts and stores the tiny llama and its adapter
 )
 
 # Test names ("test_name", or "test_name[param]" for one case; no path, so that they survive

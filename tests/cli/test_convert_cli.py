@@ -1,4 +1,10 @@
-"""`owl convert` as a user runs it: a real process over a temp OWL_HOME."""
+"""`owl convert` as a user runs it: a real process over a temp OWL_HOME.
+
+The folder is the tiny random-weight llama (tests/support/tiny_models.py, SmolLM2's
+tokenizer): the command's path is the same for any llama folder, and converting it takes
+seconds where SmolLM2 took a minute. SmolLM2's own conversion, and what the converted model
+computes, is tests/quantize/test_convert.py.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from owl.quantize.converter import llama_cpp_version
-from tests.quantize.test_convert import shared_tools, smollm2_hf_folder
+from tests.quantize.test_convert import shared_tools
 from tests.support.cli import owl
+from tests.support.tiny_lora import tiny_llama_folder
 
 
 @pytest.fixture
@@ -26,7 +33,7 @@ def home_with_converter(owl_env: Path, tmp_path_factory: pytest.TempPathFactory)
 def test_convert_stores_a_gguf_that_show_describes(
     home_with_converter: Path, tmp_path_factory: pytest.TempPathFactory, bundled_gguf: Path
 ) -> None:
-    folder = smollm2_hf_folder(tmp_path_factory.getbasetemp(), bundled_gguf)
+    folder = tiny_llama_folder(tmp_path_factory.getbasetemp(), bundled_gguf)
     done = owl(home_with_converter, "convert", str(folder), "--name", "smol", "--json")
     assert done.returncode == 0, done.stderr
     manifest = json.loads(done.stdout)
@@ -44,7 +51,7 @@ def test_convert_stores_a_gguf_that_show_describes(
 
     again = owl(home_with_converter, "convert", str(folder), "--name", "smol")
     assert again.returncode == 0, again.stderr
-    assert "converted smol:f16 (llama, 135M parameters, F16" in again.stdout
+    assert "converted smol:f16 (llama, 6.4M parameters, F16" in again.stdout
 
 
 def test_convert_errors_say_what_to_do(owl_env: Path, tmp_path: Path) -> None:

@@ -18,25 +18,33 @@ from tests.support.tiny_diffusion import build_tiny_sd, reference_images
 pytestmark = pytest.mark.slow  # each command loads a diffusers pipeline in its process
 
 
-@pytest.fixture
-def pulled(owl_env: Path, tmp_path: Path) -> Path:
-    folder = build_tiny_sd(tmp_path / "tiny-sd")
-    result = owl(owl_env, "pull", str(folder), "--name", "tiny-sd")
+@pytest.fixture(scope="module")
+def pulled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny pipeline's folder, pulled once through `owl pull` into the module's OWL_HOME
+    (`home`): drawing reads the store and changes nothing in it."""
+    root = tmp_path_factory.mktemp("draw")
+    folder = build_tiny_sd(root / "tiny-sd")
+    result = owl(root / "owl-home", "pull", str(folder), "--name", "tiny-sd")
     assert result.returncode == 0, result.stderr
     return folder
 
 
+@pytest.fixture
+def home(pulled: Path) -> Path:
+    return pulled.parent / "owl-home"
+
+
 def test_list_show_and_draw_the_same_bytes_for_one_seed(
-    owl_env: Path, pulled: Path, tmp_path: Path
+    home: Path, pulled: Path, tmp_path: Path
 ) -> None:
-    shown = owl(owl_env, "show", "tiny-sd").stdout
+    shown = owl(home, "show", "tiny-sd").stdout
     assert re.search(r"capabilities\s+draw\b", shown), shown
-    listed = owl(owl_env, "list")
+    listed = owl(home, "list")
     assert re.search(r"tiny-sd\s+\S+ \S+\s+diffusers", listed.stdout), listed.stdout
     args = ("draw", "a cat", "--model", "tiny-sd", "--size", "32x32", "--steps", "2")
     first, second = tmp_path / "one.png", tmp_path / "two.png"
     for out in (first, second):
-        drawn = owl(owl_env, *args, "--seed", "5", "-o", str(out))
+        drawn = owl(home, *args, "--seed", "5", "-o", str(out))
         assert drawn.returncode == 0, drawn.stderr
         assert "seed 5" in drawn.stderr
     assert first.read_bytes() == second.read_bytes()
@@ -45,12 +53,10 @@ def test_list_show_and_draw_the_same_bytes_for_one_seed(
     assert np.array_equal(pixels, np.asarray(expected))
 
 
-def test_several_images_negative_prompt_and_guidance(
-    owl_env: Path, pulled: Path, tmp_path: Path
-) -> None:
+def test_several_images_negative_prompt_and_guidance(home: Path, tmp_path: Path) -> None:
     out = tmp_path / "many.png"
     drawn = owl(
-        owl_env, "draw", "the sea", "-o", str(out), "--n", "2", "--steps", "1",
+        home, "draw", "the sea", "-o", str(out), "--n", "2", "--steps", "1",
         "--negative", "boats", "--guidance", "3", "--seed", "1", "--size", "32x32",
     )  # fmt: skip
     assert drawn.returncode == 0, drawn.stderr
@@ -58,7 +64,7 @@ def test_several_images_negative_prompt_and_guidance(
     assert one.is_file() and two.is_file() and one.read_bytes() != two.read_bytes()
 
 
-def test_refusals_are_one_line(owl_env: Path, pulled: Path, tmp_path: Path) -> None:
+def test_refusals_are_one_line(home: Path, tmp_path: Path) -> None:
     out = str(tmp_path / "x.png")
     for args, words in [
         (("draw", "x", "-o", out, "--size", "31x32"), "multiple of 8"),
@@ -68,6 +74,6 @@ def test_refusals_are_one_line(owl_env: Path, pulled: Path, tmp_path: Path) -> N
         (("draw", "x", "-o", out, "--model", "smollm2"), "not an image generation"),
         (("run", "tiny-sd", "hi"), "owl draw"),
     ]:
-        result = owl(owl_env, *args)
+        result = owl(home, *args)
         assert result.returncode != 0 and words in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr

@@ -198,11 +198,12 @@ def test_moe_experts_get_a_row_each_counted_by_routing(
     from owl.quantize.convert import convert
     from owl.store.ref import parse_ref
     from tests.conftest import EMBEDDED_REF
-    from tests.quantize.test_convert import shared_tools, smollm2_hf_folder
+    from tests.quantize.test_convert import shared_tools
+    from tests.support.tiny_lora import smollm2_tokenizer
     from tests.support.tiny_models import build_tiny_folder, tiny_config
 
-    work = tmp_path_factory.getbasetemp()  # shares SmolLM2's folder and the converter
-    tokenizer = smollm2_hf_folder(work, locate(parse_ref(EMBEDDED_REF)))
+    work = tmp_path_factory.getbasetemp()  # shares SmolLM2's tokenizer and the converter
+    tokenizer = smollm2_tokenizer(work, locate(parse_ref(EMBEDDED_REF)))
     folder = build_tiny_folder("mixtral", work, tokenizer)
     model = convert(folder, store=store, settings=settings, tools=shared_tools(work))
     config = tiny_config("mixtral")

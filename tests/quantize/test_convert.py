@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from owl.quantize.converter import (
     ensure_converter,
 )
 from owl.store import Manifest, ModelName, Store
+from tests.support.smollm2 import CARD, smollm2_hf_folder
 
 PROMPTS = [
     "The capital of France is",
@@ -46,38 +46,9 @@ PROMPTS = [
     "To be, or not to be, that is the question:",
 ]
 SAMPLE = "Héllo, wörld! <|im_start|>user\n  def f(x): return x**2  # 42 ✓ 日本語\n"
-CARD = "---\nlicense: apache-2.0\n---\n# SmolLM2-135M-Instruct, dequantized from Q4_1\n"
 
 
-# --- shared, built once per test session (tests/cli/test_convert_cli.py uses them too) ---
-
-
-def smollm2_hf_folder(base: Path, bundled: Path) -> Path:
-    """The bundled GGUF as transformers loads it (gguf_file=), saved as a safetensors folder.
-
-    Kept under the session's base temp folder, so that every test module shares one.
-    """
-    folder = base / "smollm2-hf"
-    if (folder / "config.json").is_file():
-        return folder
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(
-        str(bundled.parent), gguf_file=bundled.name, dtype=torch.float32
-    )
-    tokenizer = AutoTokenizer.from_pretrained(str(bundled.parent), gguf_file=bundled.name)
-    # transformers refuses to save a model it loaded from a GGUF ("quantized with gguf"),
-    # though its weights are plain float32 tensors by now: drop that mark.
-    model.hf_quantizer = None
-    del model.config.quantization_config
-    staging = base / "smollm2-hf.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    (staging / "README.md").write_text(CARD)
-    staging.rename(folder)
-    return folder
+# --- shared, built once per test session (tests/support/smollm2.py: the folder) ---
 
 
 def shared_tools(base: Path) -> Path:

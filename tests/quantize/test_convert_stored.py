@@ -21,17 +21,16 @@ from owl.pull import pull
 from owl.quantize.convert import convert
 from owl.quantize.converter import llama_cpp_version
 from owl.store import RefKind, Store
-from tests.quantize.test_convert import shared_tools, smollm2_hf_folder
+from tests.quantize.test_convert import shared_tools
 from tests.support.cli import owl
-from tests.support.tiny_models import build_tiny_folder
+from tests.support.tiny_lora import tiny_llama_folder
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory, bundled_gguf: Path) -> Path:
-    base = tmp_path_factory.getbasetemp()
-    return build_tiny_folder("llama", base, smollm2_hf_folder(base, bundled_gguf))
+    return tiny_llama_folder(tmp_path_factory.getbasetemp(), bundled_gguf)
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,15 @@ def text(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def short_text(text: Path) -> Path:
+    """Two 128-token chunks' worth: the command's test checks what it writes, not the
+    figures (those are the test above's, on the whole of `text`)."""
+    path = text.with_name("gpl3-shorter.txt")
+    path.write_text(text.read_text()[:1200])
+    return path
+
+
 @pytest.mark.slow
 def test_the_report_orders_the_types_by_quality(
     store: Store, settings: Settings, tmp_path: Path, text: Path
@@ -54,11 +63,11 @@ def test_the_report_orders_the_types_by_quality(
 
 @pytest.mark.slow
 def test_owl_quantize_report_json(
-    owl_env: Path, tmp_path: Path, text: Path, monkeypatch: pytest.MonkeyPatch
+    owl_env: Path, tmp_path: Path, short_text: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OWL_THREADS", "1")  # a second llama.cpp thread spins on a busy machine
     result = owl(
-        owl_env, "quantize", "smollm2", "-t", "Q8_0", "--report", "--text", str(text),
+        owl_env, "quantize", "smollm2", "-t", "Q8_0", "--report", "--text", str(short_text),
         "--ctx", "128", "--json", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

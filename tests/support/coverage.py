@@ -174,15 +174,16 @@ def coverage(
     Returns {"family", each of STAGES: bool | None (not reached), "pull_verdict",
     "inspect_found", "f16_found"/"q8_0_found": compare(), "transformers_found": {"top1",
     "continuation"}, "errors": each failure's reason, when any}. `work` holds the shared
-    SmolLM2 folder, the converter and the tiny folders.
+    SmolLM2 tokenizer, the converter and the tiny folders.
     """
     from owl.pull.sources.package import locate
     from owl.store.ref import parse_ref
     from tests.conftest import EMBEDDED_REF
-    from tests.quantize.test_convert import shared_tools, smollm2_hf_folder
+    from tests.quantize.test_convert import shared_tools
+    from tests.support.tiny_lora import smollm2_tokenizer
 
     result: dict[str, Any] = {"family": family, **dict.fromkeys(STAGES)}
-    tokenizer = smollm2_hf_folder(work, locate(parse_ref(EMBEDDED_REF)))
+    tokenizer = smollm2_tokenizer(work, locate(parse_ref(EMBEDDED_REF)))
     folder = build_tiny_folder(family, work, tokenizer)
     reference = reference_logits(folder, input_ids(family))
     common = {"reference": reference, "store": store, "settings": settings, "result": result}

@@ -49,6 +49,14 @@ def smollm2_tokenizer(work: Path, bundled: Path) -> Path:
     return folder
 
 
+def tiny_llama_folder(work: Path, bundled: Path) -> Path:
+    """The tiny random-weight llama folder (tiny_models.py) with SmolLM2's tokenizer, built
+    once in `work` (the session's base temp folder): a model to convert in seconds."""
+    from tests.support.tiny_models import build_tiny_folder
+
+    return build_tiny_folder("llama", work, smollm2_tokenizer(work, bundled))
+
+
 def peft_adapter(base_folder: Path, dest: Path, *, seed: int = 1, std: float = 0.5) -> Path:
     """A PEFT LoRA (rank 4, alpha 8) on `base_folder` whose lora_B is random (`seed`, `std`):
     PEFT starts lora_B at zero, which would change nothing. Built once into `dest`."""
@@ -75,20 +83,41 @@ def peft_adapter(base_folder: Path, dest: Path, *, seed: int = 1, std: float = 0
 
 def tiny_lora(work: Path, home: Path, bundled: Path, *, ctx: int = 256) -> TinyLora:
     """A store at `home` holding tiny-llama:f16 and its adapter tiny-lora (module doc).
-    `work` keeps what every test of the session shares: folders and the converter."""
-    from owl.quantize.convert import convert
-    from owl.tune.export import export_adapter
+    `work` keeps what every test of the session shares: folders, the converter, and the
+    store itself, built once (two converter runs) and copied to each `home` that asks, so
+    that each module still has a store of its own to change."""
+    shared = work / "tiny-lora-store" / "owl-home"
+    if not (shared / "manifests").is_dir():
+        staging = work / "tiny-lora-store.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        _build(work, staging / "owl-home", bundled)
+        staging.rename(shared.parent)
+    # Snapshots are links into their own home's blobs: the copy builds its own on first use.
+    shutil.copytree(shared, home, ignore=shutil.ignore_patterns("snapshots"))
     from tests.quantize.test_convert import shared_tools
-    from tests.support.tiny_models import build_tiny_folder
 
     settings = Settings(home=home, ctx=ctx, threads=1, tools=shared_tools(work))
     store = open_store(settings)
-    folder = build_tiny_folder("llama", work, smollm2_tokenizer(work, bundled))
+    base = store.get(ModelName(BASE, "f16"))
+    adapter = store.get(ModelName(ADAPTER, "latest"))
+    folder = tiny_llama_folder(work, bundled)
+    return TinyLora(settings, store, base, adapter, folder, work / "tiny-llama-lora")
+
+
+def _build(work: Path, home: Path, bundled: Path) -> None:
+    """tiny-llama:f16 converted and tiny-lora exported into a new store at `home`."""
+    from owl.quantize.convert import convert
+    from owl.tune.export import export_adapter
+    from tests.quantize.test_convert import shared_tools
+
+    settings = Settings(home=home, threads=1, tools=shared_tools(work))
+    store = open_store(settings)
+    folder = tiny_llama_folder(work, bundled)
     base = convert(folder, store=store, settings=settings, name=BASE)
     peft = peft_adapter(folder, work / "tiny-llama-lora")
     staging = home / "adapter-staging"  # export_adapter rewrites adapter_config.json
     shutil.copytree(peft, staging)
-    adapter = export_adapter(
+    export_adapter(
         staging,
         base=base,
         base_folder=folder,
@@ -98,4 +127,3 @@ def tiny_lora(work: Path, home: Path, bundled: Path, *, ctx: int = 256) -> TinyL
         info={},
     )
     shutil.rmtree(staging)
-    return TinyLora(settings, store, base, adapter, folder, peft)

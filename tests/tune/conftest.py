@@ -1,7 +1,8 @@
 """Fixtures for owl tune: the bundled model stored, dequantized once per session, the converter.
 
 Dequantizing SmolLM2 takes about a minute: it happens once per test session, in the
-session's temp folder, and every test's OWL_HOME gets a link to it where owl.tune looks
+session's temp folder (tests/support/smollm2.py, shared with the convert tests), and every
+test's OWL_HOME gets a link to it where owl.tune looks
 (OWL_HOME/cache/dequantized/<weights sha256>/). T2 and T3 use `tune_base` too.
 """
 
@@ -15,29 +16,33 @@ import pytest
 
 from owl.config import Settings, load_settings
 from owl.pull import open_store, pull
-from owl.quantize.converter import ensure_converter
 from owl.store import Manifest, Store
-from owl.tune.base import chat_template, dequantize, dequantized_dir, load_tokenizer
+from owl.tune.base import chat_template, dequantized_dir, load_tokenizer
 from owl.tune.data import Encoded, Encoder, read_examples
+from tests.quantize.test_convert import shared_tools
+from tests.support.smollm2 import smollm2_hf_folder
+from tests.support.tiny_lora import tiny_llama_folder
 
 
 @pytest.fixture(scope="session")
 def dequantized_smollm2(tmp_path_factory: pytest.TempPathFactory, bundled_gguf: Path) -> Path:
-    """The bundled GGUF as a float32 safetensors folder (built once per session)."""
-    from owl.formats import inspect
-
-    folder = tmp_path_factory.getbasetemp() / "tune-dequantized-smollm2"
-    if not (folder / "config.json").is_file():
-        dequantize(bundled_gguf, folder, chat_template=inspect(bundled_gguf).chat_template)
-    return folder
+    """The bundled GGUF as a float32 safetensors folder: the session's one SmolLM2 folder
+    (tests/support/smollm2.py), which the convert and transformers tests read too."""
+    return smollm2_hf_folder(tmp_path_factory.getbasetemp(), bundled_gguf)
 
 
 @pytest.fixture(scope="session")
 def tune_tools(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tools folder holding llama.cpp's converters, fetched once per session."""
-    tools = tmp_path_factory.getbasetemp() / "tune-tools"
-    ensure_converter(tools)
-    return tools
+    """A tools folder holding llama.cpp's converters: the session's one (test_convert's)."""
+    return shared_tools(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory, bundled_gguf: Path) -> Path:
+    """The tiny random-weight llama (tests/support/tiny_models.py) with SmolLM2's tokenizer,
+    for the tests whose point is how a run goes (resumed, split over processes), not what
+    SmolLM2 learns: a step takes milliseconds, and a process loads it in no time."""
+    return tiny_llama_folder(tmp_path_factory.getbasetemp(), bundled_gguf)
 
 
 @dataclass
@@ -95,8 +100,9 @@ def tiny_dataset(path: Path, count: int = 20) -> Path:
     return path
 
 
-def encoded(tune_base: TuneBase, path: Path, max_len: int = 64) -> tuple[list[Encoded], int]:
-    tokenizer = load_tokenizer(tune_base.folder)
+def encoded(folder: Path, path: Path, max_len: int = 64) -> tuple[list[Encoded], int]:
+    """The examples of `path` encoded with the tokenizer of the model folder `folder`."""
+    tokenizer = load_tokenizer(folder)
     encoder = Encoder(tokenizer, chat_template(tokenizer), max_len=max_len)
     return encoder.encode_all(read_examples(path), path=path), tokenizer.eos_token_id
 

@@ -13,15 +13,17 @@ import pytest
 from owl.errors import TuneError
 from owl.tune import TuneOptions
 from owl.tune.train import train
-from tests.tune.conftest import TuneBase, adapter_tensors, encoded, tiny_dataset
+from tests.tune.conftest import adapter_tensors, encoded, tiny_dataset
 
 pytestmark = pytest.mark.slow
 
 
-def test_two_processes_take_the_steps_of_one(tune_base: TuneBase, tmp_path: Path) -> None:
+def test_two_processes_take_the_steps_of_one(tiny_folder: Path, tmp_path: Path) -> None:
     from owl.tune.parallel import train_parallel
 
-    items, pad_id = encoded(tune_base, tiny_dataset(tmp_path / "train.jsonl", count=6))
+    # The tiny llama: splitting the steps is the same on any model, and each of the two
+    # processes loads it in no time (SmolLM2 took each of them seconds).
+    items, pad_id = encoded(tiny_folder, tiny_dataset(tmp_path / "train.jsonl", count=6))
     # Dropout off: the processes draw their own masks. Batches of 4 over 6 examples: the
     # epoch's second batch (2 examples) is split 1 + 1, and a third step starts epoch 2.
     # threads=1 in every process (train pins torch's intra-op threads): both runs are
@@ -30,8 +32,8 @@ def test_two_processes_take_the_steps_of_one(tune_base: TuneBase, tmp_path: Path
     options = TuneOptions(max_steps=steps, batch_size=4, dropout=0.0, lr=1e-3, seed=3)
     common = {"options": options, "pad_id": pad_id, "identity": {"data": "same"}, "threads": 1}
     common["eval_items"] = items  # after step 2 (the epoch's end) and after step 3
-    one = train(tune_base.folder, items, run_dir=tmp_path / "one", **common)
-    two = train_parallel(tune_base.folder, items, nproc=2, run_dir=tmp_path / "two", **common)
+    one = train(tiny_folder, items, run_dir=tmp_path / "one", **common)
+    two = train_parallel(tiny_folder, items, nproc=2, run_dir=tmp_path / "two", **common)
     # Exact: the same steps over the same examples (a skipped share would lose tokens).
     assert two.steps == one.steps == steps and len(two.losses) == steps
     assert two.tokens == one.tokens  # counted over both processes' shares
@@ -49,7 +51,7 @@ def test_two_processes_take_the_steps_of_one(tune_base: TuneBase, tmp_path: Path
     # Measured on the adapters below: 1e-5 for this run; 2e-3 when the gradients are
     # averaged instead of summed (Adam nearly cancels the factor, its epsilon does not);
     # 0.7 when a share's gradient is dropped.
-    config = json.loads((tune_base.folder / "config.json").read_text())
+    config = json.loads((tiny_folder / "config.json").read_text())
     widest = config["hidden_size"] + config["intermediate_size"]
     n = 2 * config["num_hidden_layers"] * widest + config["vocab_size"]
     n += options.batch_size * 64  # the batch's tokens at most (max_len of encoded())
@@ -67,7 +69,7 @@ def test_two_processes_take_the_steps_of_one(tune_base: TuneBase, tmp_path: Path
     assert _norm(expected[key] - got[key] for key in expected) < drift * _norm(expected.values())
     with pytest.raises(TuneError, match="smaller than --nproc"):
         train_parallel(
-            tune_base.folder,
+            tiny_folder,
             items,
             nproc=4,
             run_dir=tmp_path / "three",

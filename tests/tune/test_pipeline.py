@@ -22,6 +22,7 @@ def test_owl_tune_stores_a_clean_gguf_lora_with_its_lineage(
     tune_base: TuneBase, tmp_path: Path
 ) -> None:
     data = tiny_dataset(tmp_path / "train.jsonl")
+    held_out = tiny_dataset(tmp_path / "eval.jsonl", count=4)  # each example costs a forward
     home = tune_base.settings.home
     done = owl(
         home,
@@ -30,9 +31,9 @@ def test_owl_tune_stores_a_clean_gguf_lora_with_its_lineage(
         "--data",
         str(data),
         "--eval",
-        str(data),
+        str(held_out),
         "--max-steps",
-        "4",
+        "2",
         "--batch-size",
         "2",
         "--max-len",
@@ -47,7 +48,7 @@ def test_owl_tune_stores_a_clean_gguf_lora_with_its_lineage(
     assert manifest["name"] == "names" and manifest["format"] == "gguf"
     assert manifest["info"]["adapter"] == "lora" and manifest["info"]["base"] == "smollm2"
     figures = manifest["info"]["tune"]
-    assert figures["steps"] == 4 and figures["rank"] == 8 and figures["examples"] == 20
+    assert figures["steps"] == 2 and figures["rank"] == 8 and figures["examples"] == 20
     assert figures["train_loss"] > 0 and figures["eval_loss"] > 0 and figures["tokens_per_s"] > 0
     [parent] = manifest["parents"]
     assert parent["name"] == "smollm2" and parent["relation"] == "fine-tuned"
@@ -75,7 +76,7 @@ def test_owl_tune_stores_a_clean_gguf_lora_with_its_lineage(
     listed = owl(home, "list")
     assert any("names" in line and "gguf LoRA" in line for line in listed.stdout.splitlines())
     shown = owl(home, "show", "names")
-    assert "LoRA of smollm2 (rank 8, 4 steps" in " ".join(shown.stdout.split())
+    assert "LoRA of smollm2 (rank 8, 2 steps" in " ".join(shown.stdout.split())
 
     scanned = owl(home, "scan", "names")
     assert scanned.returncode == 0, scanned.stdout + scanned.stderr
@@ -155,26 +156,27 @@ def test_resume_through_tune_replaces_the_stored_adapter(
     tune_base: TuneBase, tmp_path: Path
 ) -> None:
     data = tiny_dataset(tmp_path / "train.jsonl", count=8)
-    common = {"batch_size": 2, "max_len": 64, "checkpoint_every": 2}
+    # One step, then a second resumed from its checkpoint: each SmolLM2 step takes seconds.
+    common = {"batch_size": 2, "max_len": 64, "checkpoint_every": 1}
     stage = {"store": tune_base.store, "settings": tune_base.settings, "name": "resumed"}
-    first = tune(tune_base.base, data=data, options=TuneOptions(max_steps=2, **common), **stage)
-    assert first.info["tune"]["steps"] == 2 and first.info["tune"]["resumed_from"] == 0
+    first = tune(tune_base.base, data=data, options=TuneOptions(max_steps=1, **common), **stage)
+    assert first.info["tune"]["steps"] == 1 and first.info["tune"]["resumed_from"] == 0
     # Other data is another run: refused before training.
     other = tiny_dataset(tmp_path / "other.jsonl", count=5)
     with pytest.raises(TuneError, match="other data or options"):
         tune(
             tune_base.base,
             data=other,
-            options=TuneOptions(max_steps=4, resume=True, **common),
+            options=TuneOptions(max_steps=2, resume=True, **common),
             **stage,
         )
     second = tune(
         tune_base.base,
         data=data,
-        options=TuneOptions(max_steps=4, resume=True, **common),
+        options=TuneOptions(max_steps=2, resume=True, **common),
         **stage,
     )
-    assert second.info["tune"]["steps"] == 4 and second.info["tune"]["resumed_from"] == 2
+    assert second.info["tune"]["steps"] == 2 and second.info["tune"]["resumed_from"] == 1
     assert second.weights.digest != first.weights.digest
     [stored] = [m for m in tune_base.store.list() if m.name == "resumed"]
     assert stored.weights.digest == second.weights.digest
