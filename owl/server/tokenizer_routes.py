@@ -15,12 +15,13 @@ from fastapi import APIRouter, Request
 from pydantic import ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from owl.engine import Model
+from owl.engine import Capability, Model, capabilities_of
 from owl.errors import InvalidParameter
 from owl.server import serving
 from owl.server.body_checks import CheckedBody
 from owl.server.openai.protocol import ChatMessage
 from owl.server.pool import ModelPool
+from owl.store import Manifest
 
 router = APIRouter()
 
@@ -62,17 +63,26 @@ class DetokenizeRequest(CheckedBody):
 
 
 def only_model(pool: ModelPool) -> str:
-    """The model a request that names none means: the only one loaded, else the only one
-    stored; InvalidParameter when that is not one model."""
-    loaded = pool.loaded()
+    """The model a request that names none means: the only text model loaded, else the only
+    one stored, else the server's default model when it is stored (lm-eval's remote
+    tokenizer never names one); InvalidParameter when that is not one model."""
+
+    def scores(manifest: Manifest) -> bool:
+        return Capability.SCORE in capabilities_of(manifest, store=pool.store)
+
+    stored = [manifest for manifest in pool.store.list() if scores(manifest)]
+    names = [manifest.display_name for manifest in stored]
+    loaded = [name for name in pool.loaded() if name in names]
     if len(loaded) == 1:
         return loaded[0]
-    stored = [manifest.display_name for manifest in pool.store.list()]
-    if len(stored) == 1:
-        return stored[0]
+    if len(names) == 1:
+        return names[0]
+    default = pool.settings.default_model
+    if default in names:
+        return default
     raise InvalidParameter(
         param="model",
-        reason=f"this server has {len(stored)} models; name one (?model= for GET "
+        reason=f"this server has {len(names)} text models; name one (?model= for GET "
         "/tokenizer_info); GET /v1/models lists them",
     )
 

@@ -123,3 +123,18 @@ def test_bad_detokenize_bodies_get_400(http: httpx.Client, body: dict) -> None:
 def test_an_unknown_model_is_404(http: httpx.Client) -> None:
     assert_error_shape(http.post("/tokenize", json={"model": "no-such", "prompt": "a"}), 404)
     assert_error_shape(http.get("/tokenizer_info", params={"model": "no-such"}), 404)
+
+
+def test_a_fresh_server_answers_for_its_one_text_model_beside_speech_models(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """lm-eval's first call names no model, before any is loaded; the speech models every
+    home registers (Whisper, a Piper voice) have no tokenizer to mean."""
+    from tests.support.owl_server import running_server
+
+    with running_server(tmp_path_factory.mktemp("fresh")) as fresh:
+        stored = httpx.get(f"{fresh.base}/v1/models", timeout=60).json()["data"]
+        assert len(stored) > 1, stored  # more than the one text model
+        info = httpx.get(f"{fresh.base}/tokenizer_info", timeout=120)
+    assert info.status_code == 200, info.text
+    assert info.json()["eos_token"] == "<|im_end|>"
