@@ -9,7 +9,9 @@ the server's one engine thread, as any two models a server holds do.
 
 - decode_tok_s_alone, decode_tok_s_beside: the text's tokens per second (medians);
 - ratio: beside / alone (the images issue's target is ≥ 0.8); image_requests: how many image
-  requests completed during the timed text generations.
+  requests completed during the timed text generations;
+- ratio_text_control: the same with the VLM's chats sent without their image, which tells
+  what the images cost from what any stream of requests to a second model costs.
 
 Prints one JSON line on stdout; progress goes to stderr. Never a timed assert.
 
@@ -69,9 +71,13 @@ async def text_decode(client: httpx.AsyncClient, max_tokens: int) -> tuple[float
     return (last or 0.0) - (first or 0.0), tokens
 
 
-async def images_until(client: httpx.AsyncClient, done: asyncio.Event, png: bytes) -> int:
-    url = "data:image/png;base64," + base64.b64encode(png).decode()
-    content = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "?"}]
+async def chats_until(client: httpx.AsyncClient, done: asyncio.Event, png: bytes | None) -> int:
+    """One-token chats to the VLM, one after another until `done`: with the image, or
+    (png None, the control) its text alone."""
+    url = "data:image/png;base64," + base64.b64encode(png or b"").decode()
+    content: list[dict] = [{"type": "text", "text": "?"}]
+    if png is not None:
+        content.insert(0, {"type": "image_url", "image_url": {"url": url}})
     body = {"model": "vlm", "messages": [{"role": "user", "content": content}], "max_tokens": 1}
     count = 0
     while not done.is_set():
@@ -82,32 +88,44 @@ async def images_until(client: httpx.AsyncClient, done: asyncio.Event, png: byte
 
 
 async def measure(base: str, args: argparse.Namespace, png: bytes) -> dict:
-    alone: list[float] = []
-    beside: list[float] = []
-    image_requests = 0
+    speeds: dict[str, list[float]] = {"alone": [], "beside": [], "beside_text": []}
+    requests = {"beside": 0, "beside_text": 0}
     async with httpx.AsyncClient(base_url=base, timeout=300) as client:
         await text_decode(client, 8)  # warm-up: both models loaded
         await client.post("/v1/chat/completions", json={"model": "vlm", "max_tokens": 1,
             "messages": [{"role": "user", "content": "?"}]})  # fmt: skip
+        modes = list(speeds)
         for run in range(args.runs):
-            for mode in ("alone", "beside") if run % 2 == 0 else ("beside", "alone"):
+            for mode in modes[run % 3 :] + modes[: run % 3]:  # each mode first in turn
                 if mode == "alone":
                     seconds, tokens = await text_decode(client, args.max_tokens)
-                    alone.append(tokens / seconds)
+                    speeds[mode].append(tokens / seconds)
                     continue
                 done = asyncio.Event()
-                loop = asyncio.create_task(images_until(client, done, png))
+                loop = asyncio.create_task(
+                    chats_until(client, done, png if mode == "beside" else None)
+                )
                 seconds, tokens = await text_decode(client, args.max_tokens)
                 done.set()
-                image_requests += await loop
-                beside.append(tokens / seconds)
-            log(f"run {run + 1}/{args.runs}: alone {alone[-1]:.1f} tok/s, beside {beside[-1]:.1f}")
+                requests[mode] += await loop
+                speeds[mode].append(tokens / seconds)
+            log(
+                f"run {run + 1}/{args.runs}: "
+                + ", ".join(f"{mode} {values[-1]:.1f}" for mode, values in speeds.items())
+                + " tok/s"
+            )
+    median = {mode: statistics.median(values) for mode, values in speeds.items()}
     return {
-        "decode_tok_s_alone": round(statistics.median(alone), 2),
-        "decode_tok_s_beside": round(statistics.median(beside), 2),
-        "ratio": round(statistics.median(beside) / statistics.median(alone), 3),
-        "ratio_runs": [round(b / a, 3) for a, b in zip(alone, beside, strict=True)],
-        "image_requests": image_requests,
+        "decode_tok_s_alone": round(median["alone"], 2),
+        "decode_tok_s_beside": round(median["beside"], 2),
+        "decode_tok_s_beside_text": round(median["beside_text"], 2),
+        "ratio": round(median["beside"] / median["alone"], 3),
+        "ratio_text_control": round(median["beside_text"] / median["alone"], 3),
+        "ratio_runs": [
+            round(b / a, 3) for a, b in zip(speeds["alone"], speeds["beside"], strict=True)
+        ],
+        "image_requests": requests["beside"],
+        "text_requests": requests["beside_text"],
         "text_tokens": tokens,
     }
 
