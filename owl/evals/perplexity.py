@@ -53,12 +53,16 @@ def token_nll(logits: np.ndarray, targets: Sequence[int]) -> np.ndarray:
     return out
 
 
-def json_safe(values: dict[str, Any]) -> dict[str, Any]:
-    """`values` with NaN and infinities as None: JSON has no numbers for them."""
-    return {
-        key: None if isinstance(value, float) and not math.isfinite(value) else value
-        for key, value in values.items()
-    }
+def json_safe(value: Any) -> Any:
+    """`value` with NaN and infinities as None, in nested dicts and lists too: JSON has no
+    numbers for them (a report.json stays strict JSON; the stderr of one question is NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
 
 
 @dataclass

@@ -10,7 +10,6 @@ the limit, the date and the command's options.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from owl import __version__
 from owl.errors import EvalError
+from owl.evals.perplexity import json_safe
 
 if TYPE_CHECKING:
     from owl.evals.models import EvalModel
@@ -84,7 +84,7 @@ class RunResult:
             "tasks": [
                 {**asdict(task), "metric_names": list(task.metric_names)} for task in self.tasks
             ],
-            "results": [_finite(asdict(result)) for result in self.results],
+            "results": [json_safe(asdict(result)) for result in self.results],
         }
 
     @classmethod
@@ -255,22 +255,11 @@ def _check_unique(names: list[str], what: str) -> None:
         )
 
 
-def _finite(value: Any) -> Any:
-    """NaN and infinities as null: report.json is strict JSON (a stderr of one question is NaN)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
-
-
 def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
     """The per-question rows as JSONL, one question of one model a line."""
     with path.open("w", encoding="utf-8") as out:
         for row in rows:
-            out.write(json.dumps(_finite(row), ensure_ascii=False, default=str) + "\n")
+            out.write(json.dumps(json_safe(row), ensure_ascii=False, default=str) + "\n")
 
 
 def read_run(ref: Path) -> RunResult:
