@@ -80,8 +80,7 @@ def start_server(home: Path, env: dict[str, str], threads: int) -> tuple[subproc
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                # lm-eval's remote tokenizer names no model, and the home also holds owl's
-                # bundled speech models: loading smollm2 makes it the one /tokenizer_info means.
+                # Loads smollm2 now, so that lm-eval's timed part does not include the load.
                 httpx.get(f"{base}/tokenizer_info", params={"model": MODEL}, timeout=120)
                 return process, base
         except httpx.TransportError:
