@@ -102,6 +102,7 @@ SLOW_FIXTURE_CALLS = (
     "smollm2_hf_folder(",  # tests/support/smollm2.py: the shared float32 SmolLM2 folder
     "shared_tools(",  # the shared converter folder
     "tiny_lora(",  # converts and stores the tiny llama and its adapter
+    "tiny_sd_server(",  # tests/support/tiny_diffusion.py: a real `owl serve` that draws
 )
 
 # Test names ("test_name", or "test_name[param]" for one case; no path, so that they survive

@@ -15,8 +15,13 @@ word-end mark "</w>"), a few merges and CLIP's two special tokens: enough for an
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.support.owl_server import Server
 
 TINY_SIZE = 32  # pixels a side: the UNet's sample size 16 × the VAE's scale factor 2
 MERGES = (("t", "h"), ("th", "e</w>"), ("a", "n"), ("o", "n</w>"), ("c", "a"), ("ca", "t</w>"))
@@ -221,3 +226,23 @@ def reference_images(
             **extra,
         )
     return list(result.images)
+
+
+TINY_SD = "tiny-sd"
+ENDLESS_STEPS = 1000  # OWL_MAX_DRAW_STEPS's most: a drawing no test waits for
+
+
+@contextmanager
+def tiny_sd_server(root: Path) -> Iterator[Server]:
+    """A real `owl serve` over `root` with build_tiny_sd pulled as TINY_SD (through `owl
+    pull`), two images a request and drawings of up to ENDLESS_STEPS steps, so that a test
+    can start one that only its client's leaving ends."""
+    from tests.support.cli import owl
+    from tests.support.owl_server import running_server
+
+    folder = build_tiny_sd(root / TINY_SD)
+    pulled = owl(root / "owl-home", "pull", str(folder), "--name", TINY_SD)
+    assert pulled.returncode == 0, pulled.stderr
+    env = {"OWL_MAX_DRAW_IMAGES": "2", "OWL_MAX_DRAW_STEPS": str(ENDLESS_STEPS)}
+    with running_server(root, env=env) as up:
+        yield up

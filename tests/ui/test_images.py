@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import owl
-from tests.support.owl_server import Server, running_server
-from tests.support.tiny_diffusion import build_tiny_sd
+from tests.support.owl_server import Server
+from tests.support.tiny_diffusion import ENDLESS_STEPS as ENDLESS
+from tests.support.tiny_diffusion import TINY_SD as MODEL
+from tests.support.tiny_diffusion import tiny_sd_server
 from tests.ui.conftest import READY, UiPage, open_page
 
 pytestmark = pytest.mark.slow  # the server loads a diffusers pipeline
-MODEL = "tiny-sd"
-ENDLESS = 1000  # OWL_MAX_DRAW_STEPS's most: a drawing no test waits for
 LOAD_MS = 180_000  # the first drawing loads the pipeline: on a busy machine, a while
 # OWL_SCREENSHOTS=docs saves the page for the README (docs/ui-images.png).
 SCREENSHOTS = os.environ.get("OWL_SCREENSHOTS")
@@ -25,12 +24,7 @@ SCREENSHOTS = os.environ.get("OWL_SCREENSHOTS")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("ui-images")
-    folder = build_tiny_sd(root / MODEL)
-    pulled = owl(root / "owl-home", "pull", str(folder), "--name", MODEL)
-    assert pulled.returncode == 0, pulled.stderr
-    env = {"OWL_MAX_DRAW_IMAGES": "2", "OWL_MAX_DRAW_STEPS": str(ENDLESS)}
-    with running_server(root, env=env) as up:
+    with tiny_sd_server(tmp_path_factory.mktemp("ui-images")) as up:
         yield up
 
 

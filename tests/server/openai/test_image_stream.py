@@ -12,24 +12,17 @@ import httpx
 import pytest
 
 from tests.server.conftest import Server
-from tests.support.cli import owl
 from tests.support.openai_client import make_client
-from tests.support.owl_server import running_server
-from tests.support.tiny_diffusion import build_tiny_sd
+from tests.support.tiny_diffusion import ENDLESS_STEPS as ENDLESS
+from tests.support.tiny_diffusion import TINY_SD as MODEL
+from tests.support.tiny_diffusion import tiny_sd_server
 
 pytestmark = pytest.mark.slow  # the server loads a diffusers pipeline
-MODEL = "tiny-sd"
-ENDLESS = 1000  # OWL_MAX_DRAW_STEPS's most: a drawing no test waits for
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("serve-draw-stream")
-    folder = build_tiny_sd(root / MODEL)
-    pulled = owl(root / "owl-home", "pull", str(folder), "--name", MODEL)
-    assert pulled.returncode == 0, pulled.stderr
-    env = {"OWL_MAX_DRAW_IMAGES": "2", "OWL_MAX_DRAW_STEPS": str(ENDLESS)}
-    with running_server(root, env=env) as up:
+    with tiny_sd_server(tmp_path_factory.mktemp("serve-draw-stream")) as up:
         yield up
 
 
