@@ -118,6 +118,14 @@ class Settings(BaseSettings):
         default=False, validation_alias=AliasChoices("OWL_HF_OFFLINE", "HF_HUB_OFFLINE")
     )
     default_model: str = "smollm2"
+    embedding_model: str = Field(
+        default="minilm", description="The model new document collections embed with."
+    )
+    docs_folder: Path | None = Field(
+        default=None,
+        description="A folder the server may index documents from (POST /v1/documents/NAME); "
+        "none = the server reads no folders.",
+    )
     ui: bool = Field(default=True, description="Serve the web UI at / (owl ui opens it).")
     # Server operations (docs/serve.md). Lists come comma-separated: OWL_API_KEYS=k1,k2.
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(

@@ -310,3 +310,18 @@ class SourceNotAllowed(OwlError, PermissionError):
 
     http_status = 403
     code = "source_not_allowed"
+
+
+class DocumentError(OwlError, ValueError):
+    """A document owl will not read (too large, not what its name says, outside the folders
+    named, a bomb), or a collection that cannot be used as asked; the message says why."""
+
+    http_status = 400
+    code = "document_error"
+
+
+class CollectionNotFound(DocumentError, LookupError):
+    """No document collection by that name under OWL_HOME."""
+
+    http_status = 404
+    code = "collection_not_found"

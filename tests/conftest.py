@@ -62,6 +62,24 @@ def shared_model(tmp_path_factory: pytest.TempPathFactory, bundled_gguf: Path) -
     model.close()
 
 
+@pytest.fixture(scope="session")
+def minilm_embedder(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """The embedded embedding model (all-MiniLM-L6-v2) loaded once, for the tests that only
+    embed with it (it is read-only)."""
+    from owl import engine
+    from owl.pull import pull
+
+    home = tmp_path_factory.mktemp("minilm-home")
+    config = Settings(home=home)
+    shared_store = open_store(config)
+    manifest = pull("minilm", store=shared_store, settings=config)
+    embedder = engine.load(
+        manifest, store=shared_store, settings=config, capability=engine.Capability.EMBED
+    )
+    yield embedder
+    embedder.close()
+
+
 def cli_env(home: Path) -> dict[str, str]:
     """The environment for running the `owl` console script against `home`."""
     env = dict(os.environ)
@@ -92,6 +110,7 @@ SLOW_CALLS = (
     "WhisperTranscriber(",  # owl.engine.whisper: a CTranslate2 Whisper through faster-whisper
     "WhisperModel(",  # faster_whisper.WhisperModel, used directly to compare with
     "PiperVoice(",  # owl.engine.piper: a Piper voice in onnxruntime
+    "SentenceTransformer(",  # sentence_transformers' own model, the embeddings' reference
 )
 # What only a fixture's preparation makes slow: a test that calls ensure_converter on a
 # tools folder holding the sources already is quick.

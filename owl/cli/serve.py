@@ -93,6 +93,14 @@ def serve_command(
             "without it, images come as data: URLs or base64 only (OWL_IMAGE_FOLDER).",
         ),
     ] = None,
+    docs_folder: Annotated[
+        Path | None,
+        typer.Option(
+            "--docs-folder",
+            help="A folder clients may index documents from (POST /v1/documents/NAME, the "
+            "UI's Documents page); without it the server reads no folders (OWL_DOCS_FOLDER).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the store's models over an OpenAI-compatible API."""
     from owl.server.app import serve
@@ -110,6 +118,7 @@ def serve_command(
         max_pulls=max_pulls,
         ui=False if no_ui else None,
         image_folder=image_folder,
+        docs_folder=docs_folder,
     )
     _check_can_listen(settings.host, settings.port)
     # Repeatable flags add to what the environment gives, rather than replace it.

@@ -17,6 +17,7 @@ from typing import Any
 
 from owl.engine.backend import Capability, Loaded
 from owl.errors import EngineError, NotEmbeddable, OwlError, WrongModelKind
+from owl.formats.sentence_folder import MODULES as SENTENCE_MODULES
 from owl.store import Manifest, Store
 
 GENERATION = frozenset({Capability.CHAT, Capability.COMPLETE, Capability.SCORE})
@@ -120,6 +121,41 @@ def _image_embedder(request: LoadRequest) -> Loaded:
     return ImageEmbedder(request.path, name=request.name, threads=request.threads)
 
 
+def _text_embedder(request: LoadRequest) -> Loaded:
+    from owl.engine.transformers.text_embedder import TextEmbedder
+
+    return TextEmbedder(request.path, name=request.name, threads=request.threads)
+
+
+_IMAGE_EMBEDDING = Entry(
+    "safetensors",
+    frozenset({Capability.EMBED}),
+    _image_embedder,
+    needs=frozenset({"torch", "transformers", "safetensors", "PIL"}),
+    extra="{missing} is not installed, and owl needs it for image embeddings: "
+    "`pip install 'owl[convert,vision]'`",
+)
+_TEXT_EMBEDDING = Entry(
+    "safetensors",
+    frozenset({Capability.EMBED}),
+    _text_embedder,
+    needs=frozenset({"torch", "transformers", "safetensors", "tokenizers"}),
+    extra="{missing} is not installed, and owl needs it for text embeddings with "
+    "transformers: `pip install 'owl[convert]'`, or `owl convert MODEL` to embed with llama.cpp",
+)
+
+
+def _hf_embedder(request: LoadRequest) -> Loaded:
+    """A Hugging Face folder's embedder by its model class: CLIP-style and image-only classes
+    go to the image embedder, the rest to the text embedder (which refuses non-encoders)."""
+    from owl.engine.transformers.image_embedder import IMAGE_ONLY, PAIRED
+    from owl.formats.hf_folder import model_class_of, read_folder_config
+
+    name = model_class_of(read_folder_config(request.path)) or ""
+    entry = _IMAGE_EMBEDDING if name.endswith(PAIRED + IMAGE_ONLY) else _TEXT_EMBEDDING
+    return entry.load(request)
+
+
 def _piper(request: LoadRequest) -> Loaded:
     from owl.engine.piper import PiperVoice
 
@@ -148,14 +184,9 @@ ENTRIES: tuple[Entry, ...] = (
         extra="{missing} is not installed, and owl needs it for wav2vec 2.0: "
         "`pip install 'owl[convert]'`",
     ),
-    Entry(
-        "safetensors",  # CLIP, SigLIP, DINOv2 folders; ImageEmbedder refuses other classes
-        frozenset({Capability.EMBED}),
-        _image_embedder,
-        needs=frozenset({"torch", "transformers", "safetensors", "PIL"}),
-        extra="{missing} is not installed, and owl needs it for image embeddings: "
-        "`pip install 'owl[convert,vision]'`",
-    ),
+    # Text encoders (sentence-transformers folders, BERT-style classes) and CLIP, SigLIP,
+    # DINOv2 folders; each of the two entries above says what to install for its kind.
+    Entry("safetensors", frozenset({Capability.EMBED}), _hf_embedder),
     Entry(
         "ctranslate2",
         frozenset({Capability.TRANSCRIBE}),
@@ -210,7 +241,9 @@ def _refusal(manifest: Manifest, capability: Capability) -> OwlError:
     if capability is Capability.EMBED:
         return NotEmbeddable(
             f"'{name}' is {manifest.format}; owl makes embeddings with llama.cpp from GGUF "
-            f"models: convert it first (`owl convert {name}`)"
+            "models and with transformers from Hugging Face folders (sentence-transformers "
+            "and BERT-style text encoders such as the built-in `minilm`; CLIP, SigLIP, DINOv2): "
+            "embed with one of those"
         )
     if capability is Capability.TRANSCRIBE:
         return WrongModelKind(
@@ -237,9 +270,11 @@ def _refusal(manifest: Manifest, capability: Capability) -> OwlError:
 def capabilities_of(manifest: Manifest, *, store: Store) -> frozenset[Capability]:
     """What a stored model is made for, read from its files without loading it.
 
-    An embedding GGUF (an encoder, or one with a pooling type) embeds; any other model
-    generates with its format's backend, and a GGUF stored with a projector also sees. (A
-    causal GGUF can still be loaded for EMBED: it is mean-pooled, but it is not made for it.)
+    An embedding GGUF (an encoder, or one with a pooling type) embeds, as does a Hugging Face
+    folder of an embedding class (hf_capabilities.toml) or in sentence-transformers' layout
+    (modules.json); any other model generates with its format's backend, and a GGUF stored
+    with a projector also sees. (A causal GGUF can still be loaded for EMBED: it is
+    mean-pooled, but it is not made for it.)
     """
     if manifest.format == "gguf":
         from owl.engine.llama.pooling import is_embedding_model
@@ -253,6 +288,8 @@ def capabilities_of(manifest: Manifest, *, store: Store) -> frozenset[Capability
         declared = hf_capabilities(manifest, store=store)
         if declared is not None:
             return declared
+        if any(entry.filename == SENTENCE_MODULES for entry in manifest.files):
+            return frozenset({Capability.EMBED})  # a sentence-transformers folder
     found = [entry.capabilities for entry in ENTRIES if entry.format == manifest.format]
     generating = frozenset().union(*found) - {Capability.EMBED}
     if manifest.format == "safetensors":  # a class the table does not name generates text

@@ -19,6 +19,7 @@ from owl.formats.diffusers import INDEX as DIFFUSERS_INDEX
 from owl.formats.diffusers import select_files as diffusers_files
 from owl.formats.folders import check_folder, folder_format, folder_role, read_folder
 from owl.formats.hf_folder import is_plain_filename, list_folder
+from owl.formats.sentence_folder import module_files
 from owl.pull.admission import Licensing, admit, discard
 from owl.scan.records import scan_entries
 from owl.signatures import NO_TRUST, Trust
@@ -36,7 +37,8 @@ def model_files(folder: Path) -> tuple[str, dict[str, Path]]:
 
     Files whose names are not plain (spaces, odd characters) are skipped with a warning:
     names become paths in the store's snapshot folders. Sub-folders are not part of it, but
-    for a diffusers pipeline's components (owl.formats.diffusers.select_files).
+    for a diffusers pipeline's components (owl.formats.diffusers.select_files) and a
+    sentence-transformers folder's module configs (owl.formats.sentence_folder.module_files).
     """
     files: dict[str, Path] = {}
     if (folder / DIFFUSERS_INDEX).is_file():
@@ -49,6 +51,8 @@ def model_files(folder: Path) -> tuple[str, dict[str, Path]]:
         else:
             log.warning("%s: skipping %r, not a plain file name", folder, name[:120])
     format = folder_format(files, where=str(folder))
+    if format == "safetensors":  # a sentence-transformers folder's pooling config, …
+        files.update(module_files(folder))
     check_folder(files, format=format, where=str(folder))
     return format, files
 

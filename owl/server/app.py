@@ -20,6 +20,7 @@ from owl.config import Settings
 from owl.pull import open_store, register_embedded
 from owl.server import disconnect, errors, limits, metrics
 from owl.server.auth import ApiKeyMiddleware, api_keys
+from owl.server.documents import router as documents_router
 from owl.server.generations import Generations
 from owl.server.http_protocol import JsonErrorsH11Protocol
 from owl.server.images import image_files
@@ -30,6 +31,7 @@ from owl.server.openai import audio as openai_audio
 from owl.server.openai import images as openai_images
 from owl.server.openai import routes as openai_routes
 from owl.server.pool import ModelPool
+from owl.server.rerank import router as rerank_router
 from owl.server.tokenizer_routes import router as tokenizer_router
 from owl.server.ui import UiMiddleware
 from owl.store.lock import Lock
@@ -74,6 +76,8 @@ def create_app(
     app.include_router(metrics.router)
     app.include_router(model_details_router)
     app.include_router(tokenizer_router)
+    app.include_router(documents_router)
+    app.include_router(rerank_router)
     # Added innermost first: the catch-all answers a route's unexpected error; metrics
     # count every answer, 401s and 413s included; CORS answers preflights before auth and
     # puts its headers on the 401s too.

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from owl.docs.types import Hit
 from owl.engine import Delta, Model, SamplingParams, tool_calls
 from owl.engine.grammar import json_grammar
 from owl.engine.tool_calls import ToolCall, Tools
@@ -25,6 +26,7 @@ from owl.errors import InvalidPrompt
 from owl.server.choices import Choice, merged
 from owl.server.disconnect import unless_disconnected
 from owl.server.generations import WatchedStream, start_generations
+from owl.server.grounded import grounded
 from owl.server.image_inputs import all_pixels
 from owl.server.pool import ModelPool
 
@@ -58,6 +60,8 @@ class Task:
     cache_prompt: bool = True  # False: never reuse a slot's cached prefix
     images: tuple[str, ...] = ()  # one per IMAGE_MARKER in `messages`, in order (image_inputs)
     keep_alive: float | None = None  # seconds the model stays loaded after; None: default
+    documents: tuple[str, ...] = ()  # collections to answer from (owl/server/grounded.py)
+    documents_k: int = 5  # chunks retrieved for the answer
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class Job:
     started_ns: int
     loaded_ns: int
     first_ns: int | None = None  # the first delta of any choice
+    sources: tuple[Hit, ...] = ()  # the document chunks the answer was given, numbered from 1
 
     async def deltas(self) -> AsyncIterator[tuple[int, Delta]]:
         """Every choice's deltas as they come, with the choice's index. Closing this
@@ -118,8 +123,13 @@ async def load(request: Request, name: str, *, keep_alive: float | None = None) 
 async def submit(request: Request, task: Task) -> Job:
     """Load the task's model, then prepare its job."""
     started = time.monotonic_ns()
+    sources: tuple[Hit, ...] = ()
+    if task.documents:  # retrieval first: its embedder and the chat model share the pool
+        task, sources = await grounded(request, task)
     model = await load(request, task.model, keep_alive=task.keep_alive)
-    return await prepare(request, task, model, started_ns=started)
+    job = await prepare(request, task, model, started_ns=started)
+    job.sources = sources
+    return job
 
 
 async def prepare(request: Request, task: Task, model: Model, *, started_ns: int) -> Job:

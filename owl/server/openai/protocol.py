@@ -187,6 +187,9 @@ class ChatCompletionRequest(_Request):
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     tools: list[Tool] | None = Field(default=None, max_length=128)
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    # owl's: answer from these document collections (owl docs add), citing them.
+    documents: list[str] = Field(default_factory=list, max_length=8)
+    documents_k: int = Field(default=5, ge=1, le=20)
 
     def to_task(self) -> Task:
         """The serving core's task: the conversation, its tools or JSON format, n choices."""
@@ -201,6 +204,8 @@ class ChatCompletionRequest(_Request):
             logprobs=(self.top_logprobs or 0) if self.logprobs else None,
             cache_prompt=self.cache_prompt,
             images=tuple(url for message in self.messages for url in message.image_urls()),
+            documents=tuple(self.documents),
+            documents_k=self.documents_k,
         )
 
     def _tools(self) -> Tools | None:
@@ -350,19 +355,25 @@ class AssistantMessage(ResponseBody):
 
 
 class ChatChoiceBody(ResponseBody):
+    omit_unset = frozenset({"citations"})
+
     index: int
     message: AssistantMessage
     logprobs: ChatLogprobs | None = None
     finish_reason: str | None = None
+    citations: list[int] | None = None  # owl's, with "documents": the sources it cites
 
 
 class ChatCompletion(ResponseBody):
+    omit_unset = frozenset({"sources"})
+
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int
     model: str
     choices: list[ChatChoiceBody]
     usage: UsageBody | None
+    sources: list[dict[str, Any]] | None = None  # owl's, with "documents": what it was given
 
 
 class ChunkChoice(ResponseBody):
@@ -373,13 +384,14 @@ class ChunkChoice(ResponseBody):
 
 
 class ChatCompletionChunk(ResponseBody):
-    omit_unset = frozenset({"usage"})
+    omit_unset = frozenset({"usage", "sources"})
     id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int
     model: str
     choices: list[ChunkChoice]
     usage: UsageBody | None = None
+    sources: list[dict[str, Any]] | None = None  # owl's, on the first chunk, with "documents"
 
 
 class CompletionChoiceBody(ResponseBody):

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from owl.docs.grounding import check_citations
 from owl.engine import Usage
 from owl.engine.adapters import adapter_of
 from owl.errors import InvalidPrompt, ModelNotFound
@@ -27,6 +28,7 @@ from owl.server import serving
 from owl.server.choices import Choice, total_usage
 from owl.server.embedding import EmbedTask, check_count, embed
 from owl.server.framing import SSE, framed
+from owl.server.grounded import sources_json
 from owl.server.openai.embedding_inputs import parts_to_inputs
 from owl.server.openai.logprobs import chat_logprobs, completion_logprobs
 from owl.server.openai.protocol import (
@@ -170,16 +172,24 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     for index, choice in enumerate(choices):
         message, finish = chat.message(job.reply(choice))
         logprobs = chat_logprobs(job.model, choice.logprobs) if body.logprobs else None
-        answers.append(
-            ChatChoiceBody(index=index, message=message, logprobs=logprobs, finish_reason=finish)
+        answer = ChatChoiceBody(
+            index=index, message=message, logprobs=logprobs, finish_reason=finish
         )
-    return ChatCompletion(
+        if job.sources and message.content is not None:
+            cited = check_citations(message.content, len(job.sources))
+            answer.message = AssistantMessage(role="assistant", content=cited.text)
+            answer.citations = cited.citations
+        answers.append(answer)
+    completion = ChatCompletion(
         id=chat.ident,
         created=chat.created,
         model=job.model.name,
         choices=answers,
         usage=_usage(total_usage(choices)),
-    ).body()
+    )
+    if job.sources:
+        completion.sources = sources_json(job.sources)
+    return completion.body()
 
 
 async def _chat_events(chat: _Chat, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:
@@ -187,7 +197,10 @@ async def _chat_events(chat: _Chat, include_usage: bool) -> AsyncIterator[ChatCo
     finishing chunk each, usage."""
     job = chat.job
     for index in range(len(job.streams)):
-        yield chat.chunk(index, AssistantMessage(role="assistant", content=""))
+        first = chat.chunk(index, AssistantMessage(role="assistant", content=""))
+        if job.sources and index == 0:
+            first.sources = sources_json(job.sources)
+        yield first
     choices = [Choice() for _ in job.streams]
     async with aclosing(job.deltas()) as deltas:
         async for index, delta in deltas:

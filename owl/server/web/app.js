@@ -1,5 +1,5 @@
-// The page's entry point: the pages (chat, models, images) switched by the nav and the URL
-// hash. The images page's module loads when it is first shown.
+// The page's entry point: the pages (chat, models, images, documents) switched by the nav and
+// the URL hash. The images and documents pages' modules load when each is first shown.
 import { startChat } from "./chat.js";
 import { refresh, startModels } from "./models.js";
 
@@ -11,11 +11,12 @@ function show(page) {
   }
   if (page === "models") refresh();
   if (page === "images") import("./images.js").then((images) => images.showImages());
+  if (page === "documents") import("./documents.js").then((documents) => documents.showDocuments());
 }
 
 function route() {
   const page = location.hash.slice(1);
-  show(["models", "images"].includes(page) ? page : "chat");
+  show(["models", "images", "documents"].includes(page) ? page : "chat");
 }
 
 for (const button of document.querySelectorAll("nav button")) {

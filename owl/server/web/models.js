@@ -6,7 +6,8 @@ import { api, errorText, ndjson, postJson } from "./api.js";
 const $ = (id) => document.getElementById(id);
 let pulling = null;
 
-function bytes(size) {
+/** A size in bytes as people read it (1.5 MB). */
+export function bytes(size) {
   if (!size) return "";
   const units = ["B", "KB", "MB", "GB", "TB"];
   const power = Math.min(Math.floor(Math.log(size) / Math.log(1024)), units.length - 1);

@@ -19,7 +19,7 @@ from owl.config import Settings
 from owl.engine.llama.embedder import Embedder
 from owl.engine.llama.pooling import is_embedding_model, pooling_type
 from owl.engine.loading import load_embedder
-from owl.errors import ContextOverflow, InvalidPrompt, NotEmbeddable
+from owl.errors import ContextOverflow, InvalidPrompt
 from owl.formats import inspect
 from owl.pull import open_store, pull
 from owl.quantize.convert import convert
@@ -147,8 +147,19 @@ def test_smollm2_is_mean_pooled_and_not_an_embedding_model(bundled_gguf: Path) -
     np.testing.assert_allclose(many.vectors[69], first.vectors[1], atol=1e-5)
 
 
-def test_a_safetensors_model_cannot_embed(encoder, settings: Settings, store: Store) -> None:  # noqa: ANN001
+def test_the_stored_folder_embeds_with_transformers_as_its_gguf_does(
+    encoder,  # noqa: ANN001
+    settings: Settings,
+    store: Store,
+) -> None:
+    # Not a GGUF, so transformers embeds it (owl/engine/transformers/text_embedder.py), with
+    # the pooling its stored 1_Pooling/config.json names and the context its positions allow.
     folder = encoder[0]
     manifest = pull(str(folder), store=store, settings=settings)
-    with pytest.raises(NotEmbeddable, match="owl convert"):
-        load_embedder(manifest, store=store, settings=settings)
+    embedder = load_embedder(manifest, store=store, settings=settings)
+    try:
+        assert not isinstance(embedder, Embedder) and embedder.n_ctx == CONTEXT
+        vectors = np.array(embedder.embed_tokens(IDS).vectors)  # type: ignore[attr-defined]
+    finally:
+        embedder.close()
+    np.testing.assert_allclose(vectors, _reference(folder, IDS), atol=1e-4)
