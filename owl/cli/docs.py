@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from owl.docs.embedding import load_text_embedder, model_of
 from owl.docs.grounding import location
 from owl.docs.index import Index
 from owl.docs.ingest import IngestProgress, add_documents
+from owl.docs.rerank import Rerank, load_reranker
 from owl.engine import Capability, load
 from owl.errors import DocumentError
 from owl.pull import open_store, resolve
@@ -27,6 +29,13 @@ docs_app = typer.Typer(help="Index private documents and search them, all on thi
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 TopK = Annotated[int, typer.Option("--k", min=1, max=50, help="How many chunks to retrieve.")]
+RerankWith = Annotated[
+    str | None,
+    typer.Option(
+        "--rerank",
+        help="Rerank the candidates with this model (a chat model ranks by query likelihood).",
+    ),
+]
 
 
 @docs_app.command("add")
@@ -173,16 +182,16 @@ def search_command(
     query: str,
     k: TopK = 5,
     mode: Annotated[str, typer.Option(help="hybrid, bm25 or vector.")] = "hybrid",
+    rerank: RerankWith = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Retrieve the chunks of NAME that best match QUERY (no model answers)."""
     config = load_settings()
-    with Index.open(collections.existing_path(config, name)) as index:
+    with Index.open(collections.existing_path(config, name)) as index, ExitStack() as loaded:
         embedder, _ = _embedder(config, None, index.embedder)
-        try:
-            found = retrieve(index, query, embedder=embedder, k=k, mode=mode)
-        finally:
-            embedder.close()
+        loaded.callback(embedder.close)
+        scorer = _reranker(config, rerank, loaded)
+        found = retrieve(index, query, embedder=embedder, k=k, mode=mode, rerank=scorer)
     if as_json:
         print_json({"hits": [hit_json(hit) for hit in found.hits]})
         return
@@ -199,22 +208,22 @@ def ask_command(
         str | None, typer.Option("--model", "-m", help="The chat model (default: smollm2).")
     ] = None,
     k: TopK = 5,
+    rerank: RerankWith = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Answer QUESTION from collection NAME's documents, citing them ([1] path:page)."""
     config = load_settings()
     store = open_store(config)
-    with Index.open(collections.existing_path(config, name)) as index:
+    with Index.open(collections.existing_path(config, name)) as index, ExitStack() as loaded:
         embedder, _ = _embedder(config, None, index.embedder)
+        loaded.callback(embedder.close)
+        scorer = _reranker(config, rerank, loaded)
         manifest = resolve(
             model or config.default_model, store=store, settings=config, pull_missing=True
         )
         chat = load(manifest, store=store, settings=config, capability=Capability.CHAT)
-        try:
-            answer = ask(index, question, embedder=embedder, model=chat, k=k)  # type: ignore[arg-type]
-        finally:
-            chat.close()
-            embedder.close()
+        loaded.callback(chat.close)
+        answer = ask(index, question, embedder=embedder, model=chat, k=k, rerank=scorer)  # type: ignore[arg-type]
     if as_json:
         print_json(answer.to_json())
         return
@@ -224,6 +233,14 @@ def ask_command(
         print("\nSources:" if answer.citations else "\nRetrieved (not cited):")
         for number in cited:
             print(f"  [{number}] {location(answer.sources[number - 1])}")
+
+
+def _reranker(config: Settings, name: str | None, loaded: ExitStack) -> Rerank | None:
+    if name is None:
+        return None
+    model, scorer = load_reranker(name, store=open_store(config), settings=config)
+    loaded.callback(model.close)
+    return scorer
 
 
 def _recorded(path: Path) -> str | None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from owl.docs.grounding import NOT_FOUND, Cited, check_citations, grounded_messages, location
 from owl.docs.index import Index
 from owl.docs.ingest import TextEmbedder
+from owl.docs.rerank import Rerank
 from owl.docs.retrieve import search
 from owl.docs.types import Hit
 from owl.engine import Model, SamplingParams
@@ -30,12 +31,29 @@ class Retrieved:
         return bool(self.hits) and self.best_similarity >= min_similarity
 
 
+# Candidates a reranker sees for each chunk it returns: enough for it to lift a chunk that
+# both first-stage rankings placed low, few enough to stay interactive on a CPU.
+RERANK_POOL = 4
+
+
 def retrieve(
-    index: Index, query: str, *, embedder: TextEmbedder, k: int = 5, mode: str = "hybrid"
+    index: Index,
+    query: str,
+    *,
+    embedder: TextEmbedder,
+    k: int = 5,
+    mode: str = "hybrid",
+    rerank: Rerank | None = None,
 ) -> Retrieved:
-    """The top `k` chunks for `query` (bm25 | vector | hybrid), with the best vector score."""
+    """The top `k` chunks for `query` (bm25 | vector | hybrid), with the best vector score;
+    with `rerank`, the top RERANK_POOL × k reordered by it (their scores become its)."""
     vector = embedder.embed([query], normalize=True, truncate=True).vectors[0]
-    hits = search(index, query, query_vector=vector, k=k, mode=mode)
+    wanted = min(k * RERANK_POOL, 50) if rerank is not None else k
+    hits = search(index, query, query_vector=vector, k=wanted, mode=mode)
+    if rerank is not None and hits:
+        scores = rerank(query, [hit.text for hit in hits])
+        ranked = sorted(zip(scores, range(len(hits)), strict=True), reverse=True)
+        hits = [replace(hits[i], score=float(score)) for score, i in ranked[:k]]
     nearest = index.nearest(vector, 1)
     return Retrieved(hits, nearest[0].score if nearest else 0.0)
 
@@ -89,10 +107,11 @@ def ask(
     k: int = 5,
     params: SamplingParams | None = None,
     min_similarity: float = MIN_SIMILARITY,
+    rerank: Rerank | None = None,
 ) -> Answer:
     """Answer `question` from `index`'s documents with `model`, citing what it used; the
     not-found answer, without asking the model, when nothing retrieved is about it."""
-    retrieved = retrieve(index, question, embedder=embedder, k=k)
+    retrieved = retrieve(index, question, embedder=embedder, k=k, rerank=rerank)
     if not retrieved.relevant(min_similarity):
         return Answer(NOT_FOUND, False)
     messages = grounded_messages([{"role": "user", "content": question}], retrieved.hits)

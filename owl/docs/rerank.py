@@ -11,10 +11,15 @@ token.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
-from owl.engine import Model
+from owl.config import Settings
+from owl.engine import Capability, Loaded, Model, load
 from owl.errors import InvalidPrompt
+from owl.store import Store
+
+Rerank = Callable[[str, Sequence[str]], list[float]]  # (query, texts) -> one score a text
 
 MAX_DOCUMENTS = 256  # per call; more is the caller's to split
 _INSTRUCTION = "\nPlease write a question based on this passage.\nQuestion:"
@@ -58,3 +63,13 @@ def _query_score(stream, count: int) -> float:
         raise InvalidPrompt("the model gave no log-probabilities for the passage")
     tail = [entry.logprob for entry in logprobs[-count:] if entry is not None]
     return math.exp(sum(tail) / len(tail)) if tail else 0.0
+
+
+def load_reranker(name: str, *, store: Store, settings: Settings) -> tuple[Loaded, Rerank]:
+    """The stored model `name` loaded to rerank, and the function that scores with it: a
+    chat model by query likelihood."""
+    from owl.pull import resolve
+
+    manifest = resolve(name, store=store, settings=settings, pull_missing=True)
+    model = load(manifest, store=store, settings=settings, capability=Capability.SCORE)
+    return model, partial(query_likelihoods, model)  # type: ignore[arg-type]

@@ -34,6 +34,7 @@ from owl.docs.ask import Retrieved, hit_json, retrieve
 from owl.docs.embedding import embedder_id, model_of
 from owl.docs.index import Index
 from owl.docs.ingest import IngestProgress, IngestReport, add_documents
+from owl.docs.rerank import query_likelihoods
 from owl.errors import DocumentError, OwlError, SourceNotAllowed
 from owl.server.framing import SSE, framed
 from owl.server.pool import ModelPool
@@ -47,6 +48,7 @@ class QueryBody(BaseModel):
     query: str = Field(min_length=1, max_length=10_000)
     k: int = Field(default=5, ge=1, le=50)
     mode: Literal["hybrid", "bm25", "vector"] = "hybrid"
+    rerank: str | None = Field(default=None, max_length=512, description="A model to rerank with.")
 
 
 class AddBody(BaseModel):
@@ -94,14 +96,22 @@ def shown_path(settings: Settings, path: str) -> str:
     return path[len(root) + 1 :] if path.startswith(root + os.sep) else path
 
 
-async def retrieve_from(request: Request, name: str, query: str, *, k: int, mode: str) -> Retrieved:
-    """`owl docs search` for a server request: the collection's model, off the event loop."""
+async def retrieve_from(
+    request: Request, name: str, query: str, *, k: int, mode: str, rerank: str | None = None
+) -> Retrieved:
+    """`owl docs search` for a server request: the collection's model (and `rerank`, a chat
+    model from the pool), off the event loop."""
     settings = _settings(request)
     path = collections.existing_path(settings, name)
+    scorer = None
+    if rerank is not None:
+        scorer = partial(query_likelihoods, await _pool(request).get(rerank))
     index = await run_in_threadpool(Index.open, path)
     try:
         embedder = await collection_embedder(request, index)
-        found = await run_in_threadpool(retrieve, index, query, embedder=embedder, k=k, mode=mode)
+        found = await run_in_threadpool(
+            partial(retrieve, index, query, embedder=embedder, k=k, mode=mode, rerank=scorer)
+        )
     finally:
         index.close()
     hits = [replace(hit, path=shown_path(settings, hit.path)) for hit in found.hits]
@@ -136,7 +146,9 @@ async def delete_collection(request: Request, name: str) -> dict[str, Any]:
 
 @router.post("/{name}/query")
 async def query_collection(request: Request, name: str, body: QueryBody) -> dict[str, Any]:
-    found = await retrieve_from(request, name, body.query, k=body.k, mode=body.mode)
+    found = await retrieve_from(
+        request, name, body.query, k=body.k, mode=body.mode, rerank=body.rerank
+    )
     return {"hits": [hit_json(hit) for hit in found.hits], "best_similarity": found.best_similarity}
 
 

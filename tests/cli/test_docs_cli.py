@@ -41,6 +41,12 @@ def test_search_json_has_the_issues_fields(built) -> None:
     assert len(hits) == 3
     assert set(hits[0]) == {"path", "page", "start", "end", "score", "text"}
     assert hits[0]["path"].endswith("heron.md") and "7-4-1-9" in hits[0]["text"]
+    reranked = owl(
+        home, "docs", "search", "notes", HERON_QUESTION, "--k", "2", "--rerank", "smollm2", "--json"
+    )
+    assert reranked.returncode == 0, reranked.stderr
+    hits = json.loads(reranked.stdout)["hits"]
+    assert hits[0]["path"].endswith("heron.md") and all(0 < h["score"] <= 1 for h in hits)
 
 
 def test_ask_answers_with_sources(built) -> None:

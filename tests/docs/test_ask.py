@@ -3,12 +3,15 @@ that point at the planted fact, the not-found answer, and an injection kept as d
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from owl.docs.ask import ask, retrieve
 from owl.docs.grounding import NOT_FOUND
 from owl.docs.index import Index
 from owl.docs.ingest import add_documents
+from owl.docs.rerank import query_likelihoods
 from tests.support.documents import (
     HERON_QUESTION,
     INJECTION,
@@ -71,3 +74,19 @@ def test_an_injected_document_reaches_the_model_as_a_quoted_source(
     memo = [hit for hit in answer.sources if hit.path.endswith("memo.md")]
     assert memo and "PWNED" in memo[0].text  # retrieved, and given to the model as a source
     assert all(1 <= n <= len(answer.sources) for n in answer.citations)
+
+
+def test_reranking_by_query_likelihood_keeps_the_planted_fact_first(
+    notes, minilm_embedder, shared_model
+) -> None:
+    rerank = partial(query_likelihoods, shared_model)
+    plain = retrieve(notes, HERON_QUESTION, embedder=minilm_embedder, k=3)
+    reranked = retrieve(notes, HERON_QUESTION, embedder=minilm_embedder, k=3, rerank=rerank)
+    assert len(reranked.hits) == 3
+    assert reranked.hits[0].path.endswith("heron.md")
+    scores = [hit.score for hit in reranked.hits]
+    assert scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)
+    assert scores != [hit.score for hit in plain.hits]  # the reranker's scores, not RRF's
+    # The same passages scored directly give the same numbers: rerank is query_likelihoods.
+    direct = rerank(HERON_QUESTION, [hit.text for hit in reranked.hits])
+    assert direct == pytest.approx(scores, rel=1e-6)

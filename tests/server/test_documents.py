@@ -73,6 +73,18 @@ def test_query_finds_the_planted_fact(notes, server: Server) -> None:
     assert "7-4-1-9" in hits[0]["text"]
 
 
+def test_query_reranked_by_the_chat_model(notes, server: Server) -> None:
+    response = httpx.post(
+        f"{server.base}/v1/documents/notes/query",
+        json={"query": HERON_QUESTION, "k": 2, "rerank": "smollm2"},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    hits = response.json()["hits"]
+    assert hits[0]["path"] == "corpus/projects/heron.md"
+    assert all(0 < hit["score"] <= 1 for hit in hits)  # query likelihoods, not RRF scores
+
+
 def test_chat_with_documents_through_the_openai_client(notes, server: Server) -> None:
     client = OpenAI(base_url=f"{server.base}/v1", api_key="none")
     completion = client.chat.completions.create(
