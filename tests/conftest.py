@@ -111,6 +111,11 @@ SLOW_CALLS = (
     "WhisperModel(",  # faster_whisper.WhisperModel, used directly to compare with
     "PiperVoice(",  # owl.engine.piper: a Piper voice in onnxruntime
     "SentenceTransformer(",  # sentence_transformers' own model, the embeddings' reference
+    "CrossEncoder(",  # owl's transformers reranker, and sentence-transformers' own
+    "TextEmbedder(",  # owl's sentence-transformers-style embedder (transformers)
+    "load_reranker(",  # owl.docs.rerank: loads a cross-encoder or a chat model
+    "load_text_embedder(",  # owl.docs.embedding: loads a collection's embedding model
+    "reference_scores(",  # tests/support/tiny_cross_encoder.py: sentence-transformers' scores
 )
 # What only a fixture's preparation makes slow: a test that calls ensure_converter on a
 # tools folder holding the sources already is quick.

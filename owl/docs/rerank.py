@@ -16,24 +16,19 @@ from functools import partial
 
 from owl.config import Settings
 from owl.engine import Capability, Loaded, Model, load
+from owl.engine.ranking import check_rerank
 from owl.errors import InvalidPrompt
 from owl.store import Store
 
 Rerank = Callable[[str, Sequence[str]], list[float]]  # (query, texts) -> one score a text
 
-MAX_DOCUMENTS = 256  # per call; more is the caller's to split
 _INSTRUCTION = "\nPlease write a question based on this passage.\nQuestion:"
 
 
 def query_likelihoods(model: Model, query: str, documents: Sequence[str]) -> list[float]:
     """One relevance score per document, in input order: the per-token geometric-mean
     probability of `query` following the document under `model`."""
-    if not query.strip():
-        raise InvalidPrompt("'query' is empty; send the text to rank the documents by")
-    if not documents:
-        raise InvalidPrompt("'documents' is empty; send at least one document to rank")
-    if len(documents) > MAX_DOCUMENTS:
-        raise InvalidPrompt(f"{len(documents)} documents; rank at most {MAX_DOCUMENTS} at once")
+    check_rerank(query, documents)
     backend = model.backend
     plain = lambda text: backend.tokenize(text, add_bos=False, special=False)  # noqa: E731
     start = [backend.bos_token] if backend.adds_bos and backend.bos_token is not None else []
@@ -67,9 +62,13 @@ def _query_score(stream, count: int) -> float:
 
 def load_reranker(name: str, *, store: Store, settings: Settings) -> tuple[Loaded, Rerank]:
     """The stored model `name` loaded to rerank, and the function that scores with it: a
-    chat model by query likelihood."""
+    cross-encoder's own scores, or a chat model's query likelihood."""
+    from owl.engine import capabilities_of
     from owl.pull import resolve
 
     manifest = resolve(name, store=store, settings=settings, pull_missing=True)
+    if Capability.RERANK in capabilities_of(manifest, store=store):
+        reranker = load(manifest, store=store, settings=settings, capability=Capability.RERANK)
+        return reranker, reranker.rerank  # type: ignore[attr-defined]
     model = load(manifest, store=store, settings=settings, capability=Capability.SCORE)
     return model, partial(query_likelihoods, model)  # type: ignore[arg-type]

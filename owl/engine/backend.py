@@ -10,7 +10,7 @@ the server's pool and /metrics need nothing private.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -34,6 +34,7 @@ class Capability(StrEnum):
     SPEAK = "speak"
     SEE = "see"
     DRAW = "draw"
+    RERANK = "rerank"  # a relevance score for each (query, document) pair: a cross-encoder
 
 
 @dataclass(frozen=True)
@@ -246,4 +247,18 @@ class Drawer(Loaded, Protocol):
         """The images `options` ask for, once checked against `limits` (default: DrawLimits()).
         `progress(step, steps)` after each denoising step; `cancelled()` true stops the
         drawing at the next step with EngineError."""
+        ...
+
+
+class Reranker(Loaded, Protocol):
+    """What `engine.load(capability=RERANK)` returns: documents scored against a query
+    (owl/engine/transformers/cross_encoder.py)."""
+
+    def rerank(self, query: str, documents: Sequence[str]) -> list[float]:
+        """One relevance score per document, in input order; higher is more relevant."""
+        ...
+
+    def tokenize(self, text: str) -> list[int]:
+        """The text's own tokens (without the special ones a pair is framed with): what a
+        response's usage counts."""
         ...

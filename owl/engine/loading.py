@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from owl.config import Settings
 from owl.engine.backend import Capability, Loaded
 from owl.engine.context_window import context_size
-from owl.engine.registry import DRAWING, SPEECH, LoadRequest, select
+from owl.engine.registry import DRAWING, RERANKING, SPEECH, LoadRequest, select
 from owl.errors import AdapterMismatch
 from owl.store import Manifest, Store
 
@@ -26,10 +26,11 @@ def load(
 ) -> Loaded:
     """Load a stored model for `capability`, if its scan verdict is clean.
 
-    A Model for chat, complete and score; an Embedder for embed; a Transcriber, Voice or
-    Drawer (owl/engine/backend.py) for transcribe, speak and draw. The backend is the
-    registry's for the model's format and the capability (owl/engine/registry.py); a model
-    no backend can run that way raises an OwlError saying what to do (NotEmbeddable, …).
+    A Model for chat, complete and score; an Embedder for embed; a Transcriber, Voice,
+    Drawer or Reranker (owl/engine/backend.py) for transcribe, speak, draw and rerank. The
+    backend is the registry's for the model's format and the capability
+    (owl/engine/registry.py); a model no backend can run that way raises an OwlError saying
+    what to do (NotEmbeddable, …).
 
     UnsafeModel/UnverifiedModel otherwise; `allow_unsafe` loads it anyway and records
     that in the manifest, naming `by` (the command that asked). `slots`: how many
@@ -61,7 +62,7 @@ def load(
             threads=settings.threads,
         )
         return select(manifest, capability).load(request)
-    if capability in SPEECH | DRAWING:  # folder models with no context window
+    if capability in SPEECH | DRAWING | RERANKING:  # models that know their own window
         manifest = require_loadable(
             manifest,
             store=store,

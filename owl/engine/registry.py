@@ -24,6 +24,7 @@ GENERATION = frozenset({Capability.CHAT, Capability.COMPLETE, Capability.SCORE})
 SPEECH = frozenset({Capability.TRANSCRIBE, Capability.SPEAK})
 _AUDIO_EXTRA = "{missing} is not installed, and owl needs it for speech: `pip install 'owl[audio]'`"
 DRAWING = frozenset({Capability.DRAW})
+RERANKING = frozenset({Capability.RERANK})
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,12 @@ def _hf_embedder(request: LoadRequest) -> Loaded:
     return entry.load(request)
 
 
+def _cross_encoder(request: LoadRequest) -> Loaded:
+    from owl.engine.transformers.cross_encoder import CrossEncoder
+
+    return CrossEncoder(request.path, name=request.name, threads=request.threads)
+
+
 def _piper(request: LoadRequest) -> Loaded:
     from owl.engine.piper import PiperVoice
 
@@ -187,6 +194,14 @@ ENTRIES: tuple[Entry, ...] = (
     # Text encoders (sentence-transformers folders, BERT-style classes) and CLIP, SigLIP,
     # DINOv2 folders; each of the two entries above says what to install for its kind.
     Entry("safetensors", frozenset({Capability.EMBED}), _hf_embedder),
+    Entry(
+        "safetensors",  # a *ForSequenceClassification folder with one label: a cross-encoder
+        RERANKING,
+        _cross_encoder,
+        needs=frozenset({"torch", "transformers", "safetensors", "tokenizers"}),
+        extra="{missing} is not installed, and owl needs it to rerank with a cross-encoder: "
+        "`pip install 'owl[convert]'`",
+    ),
     Entry(
         "ctranslate2",
         frozenset({Capability.TRANSCRIBE}),
@@ -245,6 +260,13 @@ def _refusal(manifest: Manifest, capability: Capability) -> OwlError:
             "and BERT-style text encoders such as the built-in `minilm`; CLIP, SigLIP, DINOv2): "
             "embed with one of those"
         )
+    if capability is Capability.RERANK:
+        return WrongModelKind(
+            f"'{name}' is a {manifest.format} model, not a cross-encoder; rerank with a "
+            "Hugging Face *ForSequenceClassification folder of one label "
+            "(hf:cross-encoder/ms-marco-MiniLM-L-6-v2, hf:BAAI/bge-reranker-base), or by a "
+            "chat model's query likelihood (POST /v1/rerank with a chat model)"
+        )
     if capability is Capability.TRANSCRIBE:
         return WrongModelKind(
             f"'{name}' is a {manifest.format} model, not a speech-to-text one; transcribe with "
@@ -301,7 +323,7 @@ def capabilities_of(manifest: Manifest, *, store: Store) -> frozenset[Capability
 
 # Capabilities a Hugging Face folder has only when its model class says so (hf_capabilities.toml).
 _BY_CLASS_ONLY = frozenset(
-    {Capability.TRANSCRIBE, Capability.EMBED, Capability.SEE, Capability.DRAW}
+    {Capability.TRANSCRIBE, Capability.EMBED, Capability.SEE, Capability.DRAW, Capability.RERANK}
 )
 
 
@@ -314,7 +336,14 @@ def _class_suffixes() -> dict[str, frozenset[Capability]]:
 
 def model_class(manifest: Manifest, *, store: Store) -> str | None:
     """The model class a stored Hugging Face folder's config.json names (architectures[0])."""
-    from owl.formats.hf_folder import model_class_of, read_json
+    from owl.formats.hf_folder import model_class_of
+
+    config = _stored_config(manifest, store=store)
+    return model_class_of(config) if config is not None else None
+
+
+def _stored_config(manifest: Manifest, *, store: Store) -> dict[str, Any] | None:
+    from owl.formats.hf_folder import read_json
 
     config = next((f for f in manifest.files if f.filename == "config.json"), None)
     if config is None:
@@ -323,16 +352,23 @@ def model_class(manifest: Manifest, *, store: Store) -> str | None:
         data = read_json(store.blobs.require(config.digest), name="config.json")
     except OwlError:
         return None
-    return model_class_of(data) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else None
 
 
 def hf_capabilities(manifest: Manifest, *, store: Store) -> frozenset[Capability] | None:
     """What a stored Hugging Face folder's model class is made for (hf_capabilities.toml);
-    None when no suffix there matches it (it generates text)."""
-    name = model_class(manifest, store=store)
-    if name is None:
+    None when no suffix there matches it (it generates text). A sequence classifier of more
+    than one label is no reranker, and nothing owl runs: no capabilities."""
+    from owl.engine.transformers.cross_encoder import label_count
+    from owl.formats.hf_folder import model_class_of
+
+    config = _stored_config(manifest, store=store)
+    name = model_class_of(config) if config is not None else None
+    if config is None or name is None:
         return None
     for suffix, capabilities in _class_suffixes().items():
         if name.endswith(suffix):
+            if Capability.RERANK in capabilities and label_count(config) != 1:
+                return frozenset()
             return capabilities
     return None

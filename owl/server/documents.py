@@ -34,10 +34,10 @@ from owl.docs.ask import Retrieved, hit_json, retrieve
 from owl.docs.embedding import embedder_id, model_of
 from owl.docs.index import Index
 from owl.docs.ingest import IngestProgress, IngestReport, add_documents
-from owl.docs.rerank import query_likelihoods
 from owl.errors import DocumentError, OwlError, SourceNotAllowed
 from owl.server.framing import SSE, framed
 from owl.server.pool import ModelPool
+from owl.server.rerank import ranker
 
 router = APIRouter(prefix="/v1/documents")
 
@@ -99,13 +99,11 @@ def shown_path(settings: Settings, path: str) -> str:
 async def retrieve_from(
     request: Request, name: str, query: str, *, k: int, mode: str, rerank: str | None = None
 ) -> Retrieved:
-    """`owl docs search` for a server request: the collection's model (and `rerank`, a chat
-    model from the pool), off the event loop."""
+    """`owl docs search` for a server request: the collection's model (and `rerank`, a
+    ranking model from the pool), off the event loop."""
     settings = _settings(request)
     path = collections.existing_path(settings, name)
-    scorer = None
-    if rerank is not None:
-        scorer = partial(query_likelihoods, await _pool(request).get(rerank))
+    scorer = (await ranker(request, rerank)).rerank if rerank is not None else None
     index = await run_in_threadpool(Index.open, path)
     try:
         embedder = await collection_embedder(request, index)

@@ -42,7 +42,7 @@ from owl.engine.adapters import (
     is_adapter,
     split_combination,
 )
-from owl.engine.backend import Drawer, Transcriber, Voice
+from owl.engine.backend import Drawer, Reranker, Transcriber, Voice
 from owl.errors import ModelNotFound, NoRoomForModel
 from owl.formats.info import human_bytes
 from owl.pull import resolve
@@ -164,6 +164,10 @@ class ModelPool:
     async def drawer(self, name: str, *, keep_alive: float | None = None) -> Drawer:
         """get() for text to images: `name` (a diffusers pipeline) under the same budget."""
         return cast(Drawer, await self._get(name, Capability.DRAW, keep_alive))
+
+    async def reranker(self, name: str, *, keep_alive: float | None = None) -> Reranker:
+        """get() for reranking: `name` (a cross-encoder) under the same budget."""
+        return cast(Reranker, await self._get(name, Capability.RERANK, keep_alive))
 
     async def _get(self, name: str, capability: Capability, keep_alive: float | None) -> Loaded:
         manifest, adapters = await run_in_threadpool(self.combination, name)

@@ -4,6 +4,7 @@ that point at the planted fact, the not-found answer, and an injection kept as d
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 import pytest
 
@@ -11,13 +12,15 @@ from owl.docs.ask import ask, retrieve
 from owl.docs.grounding import NOT_FOUND
 from owl.docs.index import Index
 from owl.docs.ingest import add_documents
-from owl.docs.rerank import query_likelihoods
+from owl.docs.rerank import load_reranker, query_likelihoods
+from owl.pull import pull
 from tests.support.documents import (
     HERON_QUESTION,
     INJECTION,
     UNRELATED_QUESTION,
     write_corpus,
 )
+from tests.support.tiny_cross_encoder import build_tiny_cross_encoder, reference_scores
 
 pytestmark = pytest.mark.slow
 
@@ -90,3 +93,21 @@ def test_reranking_by_query_likelihood_keeps_the_planted_fact_first(
     # The same passages scored directly give the same numbers: rerank is query_likelihoods.
     direct = rerank(HERON_QUESTION, [hit.text for hit in reranked.hits])
     assert direct == pytest.approx(scores, rel=1e-6)
+
+
+def test_a_cross_encoder_reranks_with_its_own_scores(
+    notes, minilm_embedder, tmp_path: Path, settings, store
+) -> None:
+    """owl docs search --rerank with a stored cross-encoder: the candidates come back in the
+    order of sentence-transformers' CrossEncoder scores for them, with those scores."""
+    folder = build_tiny_cross_encoder(tmp_path / "tiny-ce")
+    pull(str(folder), store=store, settings=settings, name="tiny-ce")
+    loaded, rerank = load_reranker("tiny-ce", store=store, settings=settings)
+    try:
+        found = retrieve(notes, HERON_QUESTION, embedder=minilm_embedder, k=3, rerank=rerank)
+    finally:
+        loaded.close()
+    texts = [hit.text for hit in found.hits]
+    expected = reference_scores(folder, HERON_QUESTION, texts)
+    assert [hit.score for hit in found.hits] == pytest.approx(expected, abs=1e-5)
+    assert expected == sorted(expected, reverse=True)

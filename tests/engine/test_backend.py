@@ -11,7 +11,7 @@ from owl.engine import Capability, Occupancy
 
 def test_capabilities_are_named_as_the_contract_says() -> None:
     assert [c.value for c in Capability] == [
-        "chat", "complete", "score", "embed", "transcribe", "speak", "see", "draw"
+        "chat", "complete", "score", "embed", "transcribe", "speak", "see", "draw", "rerank"
     ]  # fmt: skip
     assert Capability("embed") is Capability.EMBED
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from owl.engine.backend import Capability, Occupancy
 from owl.engine.embeddings import Embeddings, checked_input
+from owl.engine.transformers.pretrained import load_pretrained
 from owl.engine.turns import Turns
 from owl.errors import EngineError, NotEmbeddable
 from owl.formats.hf_folder import list_folder, model_class_of, read_folder_config
@@ -52,25 +53,9 @@ class TextEmbedder:
     def __init__(self, folder: Path, *, name: str = "", threads: int | None = None) -> None:
         self.name = name or folder.name
         layout = _checked_layout(folder, self.name)
-        import torch
-        import transformers
-        from transformers import AutoModel, AutoTokenizer
-
-        if threads:
-            torch.set_num_threads(threads)  # process-wide, as for the other torch backends
-        transformers.utils.logging.disable_progress_bar()
-        try:
-            # float32 on the CPU, as sentence-transformers loads it: half-precision matmuls
-            # there are slow or emulated and less exact.
-            self._model: Any = AutoModel.from_pretrained(
-                folder, local_files_only=True, use_safetensors=True, dtype=torch.float32
-            ).eval()
-            self._tokenizer: Any = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
-            raise EngineError(
-                f"transformers could not load '{self.name}' ({err}); the folder may be "
-                "incomplete or damaged: pull it again"
-            ) from None
+        torch, self._model, self._tokenizer = load_pretrained(
+            folder, auto_class="AutoModel", name=self.name, threads=threads
+        )
         self._torch = torch
         config = self._model.config
         self.pooling = layout.pooling if layout and layout.pooling else ("mean",)

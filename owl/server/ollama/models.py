@@ -106,7 +106,7 @@ def _parameters_text(parameters: dict[str, Any]) -> str:
 _OLLAMA_NAMES = (
     (Capability.CHAT, "completion"), (Capability.CHAT, "tools"), (Capability.SEE, "vision"),
     (Capability.EMBED, "embedding"), (Capability.TRANSCRIBE, "transcribe"),
-    (Capability.SPEAK, "speak"), (Capability.DRAW, "draw"),
+    (Capability.SPEAK, "speak"), (Capability.DRAW, "draw"), (Capability.RERANK, "rerank"),
 )  # fmt: skip
 
 
