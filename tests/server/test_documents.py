@@ -12,6 +12,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from owl.docs.grounding import check_citations
 from tests.support.documents import HERON_QUESTION, write_corpus
 from tests.support.owl_server import Server, running_server
 
@@ -109,6 +110,11 @@ def test_chat_with_documents_through_the_openai_client(notes, server: Server) ->
     )
     chunks = list(stream)
     assert (chunks[0].model_extra or {})["sources"][0]["path"].endswith("heron.md")
+    finishing = [c.choices[0] for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finishing) == 1
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    cited = (finishing[0].model_extra or {})["citations"]
+    assert cited == check_citations(text, 2).citations
 
 
 def test_rerank_orders_documents_by_relevance(server: Server) -> None:

@@ -377,10 +377,15 @@ class ChatCompletion(ResponseBody):
 
 
 class ChunkChoice(ResponseBody):
+    omit_unset = frozenset({"citations"})
+
     index: int
     delta: AssistantMessage
     logprobs: ChatLogprobs | None = None
     finish_reason: str | None = None
+    # owl's, with "documents", on a choice's finishing chunk: the sources its whole text
+    # cites (a streamed citation that names no source cannot be taken back, only left out)
+    citations: list[int] | None = None
 
 
 class ChatCompletionChunk(ResponseBody):

@@ -210,7 +210,11 @@ async def _chat_events(chat: _Chat, include_usage: bool) -> AsyncIterator[ChatCo
                 yield chat.chunk(index, AssistantMessage(content=delta.text), logprobs=logprobs)
             if delta.finish_reason is not None:
                 finish, usage = delta.finish_reason, _usage(delta.usage)
-                yield chat.chunk(index, AssistantMessage(), finish=finish, usage=usage)
+                last = chat.chunk(index, AssistantMessage(), finish=finish, usage=usage)
+                if job.sources:
+                    cited = check_citations(choices[index].text, len(job.sources))
+                    last.choices[0].citations = cited.citations
+                yield last
     if include_usage:
         yield chat.usage_chunk(choices)
 
