@@ -34,6 +34,13 @@ class ModelNotFound(OwlError, LookupError):
     code = "model_not_found"
 
 
+class ResponseNotFound(OwlError, LookupError):
+    """No stored response by that id (never stored, `store: false`, deleted or evicted)."""
+
+    http_status = 404
+    code = "response_not_found"
+
+
 class NameClash(OwlError, FileExistsError):
     """A pull would give a name that another model already has."""
 

@@ -30,6 +30,7 @@ from owl.server.ollama.pull import Pulls
 from owl.server.openai import audio as openai_audio
 from owl.server.openai import images as openai_images
 from owl.server.openai import routes as openai_routes
+from owl.server.openai.responses import routes as responses_routes
 from owl.server.pool import ModelPool
 from owl.server.rerank import router as rerank_router
 from owl.server.tokenizer_routes import router as tokenizer_router
@@ -72,6 +73,7 @@ def create_app(
     app.include_router(openai_routes.router)
     app.include_router(openai_audio.router)
     app.include_router(openai_images.router)
+    app.include_router(responses_routes.router)
     app.include_router(ollama_routes.router)
     app.include_router(metrics.router)
     app.include_router(model_details_router)
