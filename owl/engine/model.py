@@ -48,6 +48,7 @@ class Delta:
     usage: Usage | None = None
     logprobs: tuple[TokenLogprob, ...] = ()
     prompt: tuple[TokenLogprob | None, ...] | None = None
+    stop: str | None = None  # the stop string that ended it (Anthropic's stop_sequence)
 
 
 class Model:
@@ -310,6 +311,7 @@ class TextSink:
             finish_reason=self.finish,
             usage=usage,
             logprobs=self._take_logprobs(),
+            stop=self.text.matched,
         )
         self.stream.put(last)
         self.stream.end()

@@ -17,6 +17,7 @@ class TextStream:
         self._stop = [item for item in stop if item]
         self._pending = ""
         self.stopped = False
+        self.matched: str | None = None  # the stop string that stopped it
 
     def _held_back(self) -> int:
         """Length of the longest tail of pending text that begins some stop string."""
@@ -29,15 +30,13 @@ class TextStream:
         return longest
 
     def push(self, data: bytes) -> str:
-        """Add a token's bytes; return the text now safe to emit. Sets `stopped`."""
+        """Add a token's bytes; return the text now safe to emit. Sets `stopped` and `matched`."""
         if self.stopped:
             return ""
         self._pending += self._decoder.decode(data)
-        cut = min(
-            (index for index in (self._pending.find(stop) for stop in self._stop) if index >= 0),
-            default=-1,
-        )
-        if cut >= 0:
+        found = [(at, stop) for stop in self._stop if (at := self._pending.find(stop)) >= 0]
+        if found:
+            cut, self.matched = min(found, key=lambda item: item[0])
             self.stopped = True
             text, self._pending = self._pending[:cut], ""
             return text

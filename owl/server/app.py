@@ -19,6 +19,7 @@ from owl import __version__
 from owl.config import Settings
 from owl.pull import open_store, register_embedded
 from owl.server import disconnect, errors, limits, metrics
+from owl.server.anthropic import routes as anthropic_routes
 from owl.server.auth import ApiKeyMiddleware, api_keys
 from owl.server.documents import router as documents_router
 from owl.server.generations import Generations
@@ -75,6 +76,7 @@ def create_app(
     app.include_router(openai_images.router)
     app.include_router(responses_routes.router)
     app.include_router(ollama_routes.router)
+    app.include_router(anthropic_routes.router)
     app.include_router(metrics.router)
     app.include_router(model_details_router)
     app.include_router(tokenizer_router)

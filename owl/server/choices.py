@@ -25,6 +25,7 @@ class Choice:
     logprobs: list[TokenLogprob] = field(default_factory=list)
     prompt: tuple[TokenLogprob | None, ...] | None = None
     ended_ns: int | None = None  # when its last delta came (Ollama's durations)
+    stop: str | None = None  # the stop string that ended it, if one did
 
     def add(self, delta: Delta) -> None:
         self.text += delta.text
@@ -33,6 +34,7 @@ class Choice:
             self.prompt = delta.prompt
         if delta.finish_reason is not None:
             self.finish_reason, self.usage = delta.finish_reason, delta.usage
+            self.stop = delta.stop
             self.ended_ns = time.monotonic_ns()
 
 

@@ -1,6 +1,7 @@
 """The one place that maps errors to HTTP: OwlError → status + an error body.
 
-OpenAI's shape everywhere, except Ollama's `{"error": "..."}` on its /api/* routes.
+OpenAI's shape everywhere, except Ollama's `{"error": "..."}` on its /api/* routes and
+Anthropic's `{"type": "error", "error": {"type", "message"}}` on /v1/messages.
 """
 
 from __future__ import annotations
@@ -31,6 +32,25 @@ def error_body(message: str, *, status: int, code: str | None, param: str | None
 
 
 OLLAMA_PREFIX = "/api/"
+ANTHROPIC_PATHS = ("/v1/messages", "/v1/messages/count_tokens")
+# Anthropic's error types by status (its errors page); the `anthropic` client picks its
+# exception class from the status, and shows the type and message.
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+}
+
+
+def anthropic_error_body(message: str, *, status: int) -> dict:
+    """Anthropic's error shape: {"type": "error", "error": {"type", "message"}}."""
+    default = "invalid_request_error" if status < 500 else "api_error"
+    kind = _ANTHROPIC_TYPES.get(status, default)
+    return {"type": "error", "error": {"type": kind, "message": message}}
 
 
 def _body_for(
@@ -39,6 +59,8 @@ def _body_for(
     """The error body in the shape of the API the request speaks."""
     if request.url.path.startswith(OLLAMA_PREFIX):
         return {"error": message}  # the `ollama` client raises ResponseError(error, status)
+    if request.url.path.rstrip("/") in ANTHROPIC_PATHS:
+        return anthropic_error_body(message, status=status)
     return error_body(message, status=status, code=code, param=param)
 
 

@@ -1,6 +1,6 @@
 """The one serving core: a generation as every API asks for it, prepared once.
 
-Each API (owl/server/openai/, owl/server/ollama/) translates its request into a Task and
+Each API (owl/server/openai/, ollama/, anthropic/) translates its request into a Task and
 the Job's results back into its own JSON; nothing here knows an API's field names. A job
 is prepared by one function, prepare(): the output grammar (tools or a JSON format) is built,
 the conversation rendered through the model's chat template (or raw text tokenized), and
@@ -141,22 +141,7 @@ async def prepare(request: Request, task: Task, model: Model, *, started_ns: int
     params = model.sampling(
         grammar=grammar, logprobs=task.logprobs, max_tokens=task.max_tokens, **task.sampling
     )
-    options: dict[str, Any] = {}
-    if task.messages is not None:
-        messages = task.messages
-        if task.tools is not None:
-            messages = tool_calls.with_tools(messages, task.tools)
-        if task.images:
-            model.require_sight()  # before any image is decoded
-            settings = request.app.state.settings
-            pixels = await run_in_threadpool(all_pixels, task.images, settings)
-            prompt, options["media"] = await run_in_threadpool(model.chat_media, messages, pixels)
-        else:
-            prompt = await run_in_threadpool(model.chat_tokens, messages)
-    elif task.tokens is not None:
-        prompt = checked_tokens(model, task.tokens)
-    else:
-        prompt = await run_in_threadpool(model.text_tokens, task.prompt or "")
+    prompt, options = await prompt_of(request, task, model)
     streams = start_generations(
         request,
         model,
@@ -175,6 +160,37 @@ async def prepare(request: Request, task: Task, model: Model, *, started_ns: int
         started_ns=started_ns,
         loaded_ns=loaded,
     )
+
+
+async def prompt_of(request: Request, task: Task, model: Model) -> tuple[list[int], dict[str, Any]]:
+    """The prompt `task` evaluates on `model`: its tokens (the conversation through the chat
+    template, tools described, images as their media's runs), and what generate takes with
+    them (an image's `media`)."""
+    options: dict[str, Any] = {}
+    if task.messages is not None:
+        messages = task.messages
+        if task.tools is not None:
+            messages = tool_calls.with_tools(messages, task.tools)
+        if task.images:
+            model.require_sight()  # before any image is decoded
+            settings = request.app.state.settings
+            pixels = await run_in_threadpool(all_pixels, task.images, settings)
+            prompt, options["media"] = await run_in_threadpool(model.chat_media, messages, pixels)
+        else:
+            prompt = await run_in_threadpool(model.chat_tokens, messages)
+    elif task.tokens is not None:
+        prompt = checked_tokens(model, task.tokens)
+    else:
+        prompt = await run_in_threadpool(model.text_tokens, task.prompt or "")
+    return prompt, options
+
+
+async def count_prompt(request: Request, task: Task) -> int:
+    """How many tokens `task`'s prompt is, exactly as its job would evaluate it; nothing is
+    generated (Anthropic's count_tokens)."""
+    model = await load(request, task.model, keep_alive=task.keep_alive)
+    prompt, _ = await prompt_of(request, task, model)
+    return len(prompt)
 
 
 async def collect(request: Request, job: Job) -> list[Choice]:

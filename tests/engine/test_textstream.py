@@ -44,3 +44,12 @@ def test_earliest_of_several_stops_wins() -> None:
 def test_invalid_utf8_is_replaced_not_raised() -> None:
     emitted, tail, _ = _run([b"ok \xff\xfe"], [])
     assert "".join(emitted) + tail == "ok \ufffd\ufffd"
+
+
+def test_the_stop_string_that_stopped_it_is_named() -> None:
+    stream = TextStream(["\n", "."])
+    assert stream.push(b"one. two\n") == "one"
+    assert stream.matched == "."
+    unstopped = TextStream(["."])
+    assert unstopped.push(b"none here") + unstopped.flush() == "none here"
+    assert unstopped.matched is None

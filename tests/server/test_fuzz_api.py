@@ -2,7 +2,8 @@
 routes that read a raw body (the document gives them none), with hypothesis-made JSON.
 
 Whatever comes in: never a 5xx, every error in the shape of its API (OpenAI's
-{"error": {"message", …}} on /v1, Ollama's {"error": "…"} on /api), no failure reported
+{"error": {"message", …}} on /v1, Anthropic's {"type": "error", "error": {"type",
+"message"}} on /v1/messages, Ollama's {"error": "…"} on /api), no failure reported
 in-band in a stream, and the server alive afterwards. Bounded: a few examples per operation,
 a small token cap, derandomized so that a run is the same run every time.
 """
@@ -71,6 +72,11 @@ def check_answer(path: str, status: int, content_type: str, text: str, *, sent: 
         body = json.loads(text)
         if path.startswith("/api/"):
             assert set(body) == {"error"} and isinstance(body["error"], str), body
+        elif path.startswith("/v1/messages"):
+            assert body["type"] == "error" and set(body["error"]) == {"type", "message"}, body
+            assert (
+                isinstance(body["error"]["message"], str) and body["error"]["type"] != "api_error"
+            )
         else:
             error = body["error"]
             assert {"message", "type", "param", "code"} <= set(error), body
@@ -84,7 +90,7 @@ def check_answer(path: str, status: int, content_type: str, text: str, *, sent: 
         for line in text.splitlines():
             if line.startswith("data: {"):
                 error = json.loads(line[6:]).get("error")
-                assert error is None or error.get("type") != "server_error", line
+                assert error is None or error.get("type") not in ("server_error", "api_error"), line
 
 
 # schemathesis' own pytest integration (schema.parametrize) does not run under pytest 9:
