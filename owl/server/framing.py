@@ -66,6 +66,32 @@ SSE = Encoding(
     end="data: [DONE]\n\n",
     headers=(("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")),
 )
+
+
+@dataclass(frozen=True)
+class NamedSse(Encoding):
+    """SSE whose every event is named by its `type` (`event: X` then `data: {…}`), as
+    OpenAI's image and Responses streams and Anthropic's stream send them; an event
+    without a type (an error) is named "error"."""
+
+    def line(self, event: Event) -> str:
+        body = payload(event)
+        name = body.get("type") if isinstance(body.get("type"), str) else "error"
+        return f"event: {name}\ndata: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+
+def named_sse(error: Callable[[str, OwlError | None], dict[str, Any]]) -> NamedSse:
+    """Named SSE with the API's in-band `error` event, ended by its last event (no [DONE])."""
+    return NamedSse(
+        media_type=SSE.media_type,
+        frame=SSE.frame,
+        separators=None,
+        error=error,
+        end=None,
+        headers=SSE.headers,
+    )
+
+
 NDJSON = Encoding(
     media_type="application/x-ndjson",
     frame=lambda data: data + "\n",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -88,7 +89,14 @@ def _usage(job: Job, choice: Choice) -> UsageBody:
 @router.post("/messages")
 async def messages(body: MessagesRequest, request: Request) -> Any:
     """A message, whole or (stream) as Anthropic's events."""
-    job = await serving.submit(request, body.to_task())
+    task = body.to_task()
+    cap = request.app.state.settings.max_tokens
+    if cap and task.max_tokens and task.max_tokens > cap:
+        # Anthropic's max_tokens is a required ceiling that clients set high (Claude Code
+        # asks for tens of thousands): held to the server's cap, not refused; the answer's
+        # stop_reason says "max_tokens" if the cap cut it.
+        task = replace(task, max_tokens=cap)
+    job = await serving.submit(request, task)
     ident = _ident("msg")
     if body.stream:
         events = _events(job, ident) if job.task.tools is None else _whole_events(job, ident)

@@ -10,36 +10,19 @@ has started is an `error` event in Anthropic's error shape; the stream has no [D
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from owl.errors import OwlError
 from owl.server.anthropic.protocol import MessageBody, TextContent, ToolUseContent
 from owl.server.errors import anthropic_error_body
-from owl.server.framing import SSE, Encoding, Event, payload
-
-
-@dataclass(frozen=True)
-class _NamedEvents(Encoding):
-    """SSE whose every event is named by its `type` (`error` for an error)."""
-
-    def line(self, event: Event) -> str:
-        body = payload(event)
-        return f"event: {body['type']}\ndata: {json.dumps(body, ensure_ascii=False)}\n\n"
+from owl.server.framing import named_sse
 
 
 def _error(message: str, err: OwlError | None) -> dict[str, Any]:
     return anthropic_error_body(message, status=500 if err is None else err.http_status)
 
 
-ANTHROPIC_SSE = _NamedEvents(
-    media_type=SSE.media_type,
-    frame=SSE.frame,
-    separators=None,
-    error=_error,
-    end=None,
-    headers=SSE.headers,
-)
+ANTHROPIC_SSE = named_sse(_error)
 
 PING = {"type": "ping"}
 MESSAGE_STOP = {"type": "message_stop"}

@@ -11,13 +11,11 @@ decode at every step it is asked for, and the progress event tells how far the d
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
 from typing import Any
 
-from owl.server.framing import SSE, Encoding, Event, payload
+from owl.server.framing import SSE, named_sse
 from owl.server.images import Drawn, Step
 
 PROGRESS = "image_generation.progress"
@@ -30,24 +28,8 @@ _NO_TOKENS = {
 }
 
 
-@dataclass(frozen=True)
-class _NamedSse(Encoding):
-    """SSE whose every event is named by its `type` (an error: "error")."""
-
-    def line(self, event: Event) -> str:
-        body = payload(event)
-        name = body.get("type") if isinstance(body.get("type"), str) else "error"
-        return f"event: {name}\ndata: {json.dumps(body, ensure_ascii=False)}\n\n"
-
-
-IMAGE_SSE = _NamedSse(
-    media_type=SSE.media_type,
-    frame=SSE.frame,
-    separators=None,
-    error=SSE.error,
-    end=None,  # OpenAI's image stream ends after the last image, without [DONE]
-    headers=SSE.headers,
-)
+# OpenAI's image stream ends after the last image, without [DONE].
+IMAGE_SSE = named_sse(SSE.error)
 
 
 def completed_events(drawn: Drawn) -> list[dict[str, Any]]:

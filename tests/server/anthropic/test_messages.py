@@ -15,6 +15,7 @@ import jsonschema
 import pytest
 
 from tests.server.conftest import Server
+from tests.support.owl_server import running_server
 
 pytestmark = pytest.mark.slow
 
@@ -293,3 +294,13 @@ def test_the_openai_routes_keep_their_own_error_shape(server: Server) -> None:
     response = httpx.post(f"{server.base}/v1/chat/completions", json={"model": MODEL}, timeout=120)
     assert response.status_code == 400
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_max_tokens_above_the_servers_cap_is_held_to_it(tmp_path) -> None:
+    """Anthropic clients send a high max_tokens ceiling (Claude Code asks for 32000): on a
+    server with --max-tokens it is held to the cap, not refused."""
+    with running_server(tmp_path, args=["--max-tokens", "6"]) as capped:
+        client = anthropic.Anthropic(base_url=capped.base, api_key="x", max_retries=0, timeout=120)
+        message = create(client, HI, max_tokens=32000)
+    assert message.usage.output_tokens <= 6
+    assert message.stop_reason in ("end_turn", "max_tokens")
