@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -118,6 +118,13 @@ class Settings(BaseSettings):
         default=False, validation_alias=AliasChoices("OWL_HF_OFFLINE", "HF_HUB_OFFLINE")
     )
     default_model: str = "smollm2"
+    # llama-server's --cache-type-k/-v: the KV cache's element types (owl/engine/kv_cache.py).
+    cache_type_k: Literal["f16", "q8_0", "q4_0"] = Field(
+        default="f16", description="The K cache's type: f16, q8_0 or q4_0."
+    )
+    cache_type_v: Literal["f16", "q8_0", "q4_0"] = Field(
+        default="f16", description="The V cache's type: f16, q8_0 or q4_0 (needs flash attention)."
+    )
     embedding_model: str = Field(
         default="minilm", description="The model new document collections embed with."
     )

@@ -8,7 +8,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -129,3 +129,15 @@ def invalid_value(err: ValidationError) -> OwlError:
     problem = err.errors(include_url=False)[0]
     where = ".".join(str(part) for part in problem["loc"]) or err.title
     return OwlError(f"invalid {where}: {problem['msg']}")
+
+
+CacheTypeK = Annotated[
+    str | None,
+    typer.Option("--cache-type-k", help="The KV cache's K type: f16 (default), q8_0 or q4_0."),
+]
+CacheTypeV = Annotated[
+    str | None,
+    typer.Option(
+        "--cache-type-v", help="The V type: f16 (default), q8_0 or q4_0 (flash attention)."
+    ),
+]

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from owl.cli.common import is_utf8, require_utf8
+from owl.cli.common import CacheTypeK, CacheTypeV, is_utf8, require_utf8
 from owl.config import load_settings
 from owl.engine import Model, SamplingParams
 from owl.errors import InvalidParameter, InvalidPrompt, OwlError
@@ -126,6 +126,8 @@ def run_command(
         int | None, typer.Option(help="Context window in tokens (0 = the model's).")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
+    cache_type_k: CacheTypeK = None,
+    cache_type_v: CacheTypeV = None,
     adapter: Annotated[
         list[str] | None,
         typer.Option(
@@ -164,7 +166,9 @@ def run_command(
     require_utf8(system, "--system")
     for text in stop or ():
         require_utf8(text, "--stop")
-    config = load_settings(ctx=ctx, threads=threads)
+    config = load_settings(
+        ctx=ctx, threads=threads, cache_type_k=cache_type_k, cache_type_v=cache_type_v
+    )
     store = open_store(config)
     # "BASE+ADAPTER[+…]", the server's spelling, is taken too (a file's path is never split).
     names = [model] if Path(model).expanduser().exists() else split_combination(model)

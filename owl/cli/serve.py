@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from pydantic import SecretStr
 
+from owl.cli.common import CacheTypeK, CacheTypeV
 from owl.config import load_settings
 from owl.errors import ConfigError
 from owl.store.lock import LOCK_FILE, read_lock
@@ -22,6 +23,8 @@ def serve_command(
         int | None, typer.Option(help="Context window per model (0 = the model's).")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
+    cache_type_k: CacheTypeK = None,
+    cache_type_v: CacheTypeV = None,
     parallel: Annotated[
         int | None, typer.Option(help="Generations batched at once per model (OWL_PARALLEL).")
     ] = None,
@@ -111,6 +114,8 @@ def serve_command(
         port=port,
         ctx=ctx,
         threads=threads,
+        cache_type_k=cache_type_k,
+        cache_type_v=cache_type_v,
         parallel=parallel,
         max_tokens=max_tokens,
         max_queue=max_queue,

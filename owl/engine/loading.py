@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from owl.config import Settings
 from owl.engine.backend import Capability, Loaded
 from owl.engine.context_window import context_size
+from owl.engine.memory import cache_types_of
 from owl.engine.registry import DRAWING, RERANKING, SPEECH, LoadRequest, select
 from owl.errors import AdapterMismatch
 from owl.store import Manifest, Store
@@ -142,6 +143,7 @@ def _load_generating(
         ),
         defaults=dict(manifest.parameters or {}),
         projector=store.projector_path(manifest) if manifest.format == "gguf" else None,
+        cache_types=cache_types_of(settings),
     )
     return entry.load(request)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from owl.engine.backend import Capability, Loaded
+from owl.engine.kv_cache import DEFAULT, CacheTypes
 from owl.errors import EngineError, NotEmbeddable, OwlError, WrongModelKind
 from owl.formats.sentence_folder import MODULES as SENTENCE_MODULES
 from owl.store import Manifest, Store
@@ -39,6 +40,7 @@ class LoadRequest:
     adapters: tuple[tuple[Path, float], ...] = ()  # (file, scale) of each LoRA adapter
     defaults: dict[str, Any] = field(default_factory=dict)  # the manifest's sampling defaults
     projector: Path | None = None  # a vision GGUF's projector (mmproj)
+    cache_types: CacheTypes = DEFAULT  # the KV cache's element types (llama.cpp)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ def _llama_generation(request: LoadRequest) -> Loaded:
         slots=request.slots,
         adapters=request.adapters,
         projector=request.projector,
+        cache_types=request.cache_types,
     )
     return Model(backend, name=request.name, defaults=request.defaults)
 

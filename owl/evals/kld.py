@@ -115,12 +115,18 @@ def kl_divergence(
     """KL divergence of `model` from `reference` on a UTF-8 text file; both perplexities.
 
     The models must share a vocabulary (EvalError otherwise). Runs on the calling thread.
+    `model` runs with the settings' KV cache types (OWL_CACHE_TYPE_K/V), the reference with
+    f16 ones: the same model on both sides measures what a quantized cache costs.
     """
     text = Path(text)
     content = read_text(text)
     started = time.perf_counter()
-    options = {"n_ctx": ctx, "store": store, "settings": settings, "allow_unsafe": allow_unsafe}
-    with open_scorer(reference, **options) as base, open_scorer(model, **options) as scorer:
+    options = {"n_ctx": ctx, "store": store, "allow_unsafe": allow_unsafe}
+    f16 = settings.model_copy(update={"cache_type_k": "f16", "cache_type_v": "f16"})
+    with (
+        open_scorer(reference, settings=f16, **options) as base,
+        open_scorer(model, settings=settings, **options) as scorer,
+    ):
         require_same_vocab(scorer, base)
         tokens = base.tokenize(content)
         cut = chunks(tokens, ctx=ctx, bos=base.bos, source=str(text))

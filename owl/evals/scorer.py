@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from owl.config import Settings
 from owl.engine.llama.scorer import Scorer
+from owl.engine.memory import cache_types_of
 from owl.errors import EvalError
 from owl.pull import resolve
 from owl.store import Manifest, Store
@@ -65,6 +66,7 @@ def open_scorer(
         threads=settings.threads,
         name=manifest.display_name,
         adapters=[(store.weights_path(adapter), 1.0) for adapter in adapters],
+        cache_types=cache_types_of(settings),  # OWL_CACHE_TYPE_K/V, as a server would run it
     )
     if n_ctx > scorer.n_ctx_train > 0:
         log.warning(

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from owl.engine.backend import Capability, TokenLogprob
+from owl.engine.kv_cache import DEFAULT, CacheTypes
 from owl.engine.llama.batch import Batch
 from owl.engine.llama.context import generation_context
 from owl.engine.llama.lora import apply_adapters, free_adapters
@@ -47,8 +48,10 @@ class LlamaCppBackend:
         slots: int = 1,
         adapters: Sequence[tuple[Path, float]] = (),
         projector: Path | None = None,
+        cache_types: CacheTypes = DEFAULT,
     ) -> None:
         self._model = load_model(path)
+        self._cache_types = cache_types
         self._name = path.name
         self._projector: Any = None  # set once the context is made (_close_model frees it)
         self._vocab = Vocab(self._model.vocab)
@@ -61,6 +64,7 @@ class LlamaCppBackend:
                 batch=BATCH_SIZE,
                 threads=threads,
                 name=path.name,
+                cache_types=cache_types,
             )
         except EngineError:
             self._model.close()
@@ -93,7 +97,9 @@ class LlamaCppBackend:
 
         weights = path.stat().st_size + sum(adapter.stat().st_size for adapter, _ in adapters)
         metadata = inspect(path).metadata
-        return with_overhead(weights, metadata, ctx=self._slot_ctx * self._slots)
+        return with_overhead(
+            weights, metadata, ctx=self._slot_ctx * self._slots, cache_types=self._cache_types
+        )
 
     def _close_model(self) -> None:
         """Free the context, the adapters and the model (after the scheduler has stopped)."""
@@ -111,6 +117,11 @@ class LlamaCppBackend:
     @property
     def memory_bytes(self) -> int:
         return self._memory
+
+    def cached_bytes(self, slot: int = 0) -> int:
+        """The bytes slot `slot`'s cached tokens take in the KV cache (its types': f16, q8_0
+        or q4_0); on the engine thread, between decodes."""
+        return engine_thread().submit(self._context.sequence_bytes, slot).result()
 
     @property
     def n_ctx(self) -> int:

@@ -15,6 +15,7 @@ import llama_cpp
 import numpy as np
 from llama_cpp._internals import LlamaContext, LlamaModel
 
+from owl.engine.kv_cache import DEFAULT, CacheTypes
 from owl.engine.llama.batch import Batch
 from owl.errors import EngineError, OwlError
 
@@ -63,6 +64,11 @@ class Context:
         )
         return flat.reshape(rows, self.n_vocab)
 
+    def sequence_bytes(self, seq: int) -> int:
+        """What sequence `seq`'s cached tokens take: llama.cpp's saved-state size of it (its
+        KV cells in the cache's own element types, and a small header)."""
+        return int(llama_cpp.llama_state_seq_get_size(self.ctx, seq))
+
     def pooled(self, seq: int, width: int) -> np.ndarray | None:
         """Sequence `seq`'s pooled embedding from the last decode (a copy), or None."""
         pointer = llama_cpp.llama_get_embeddings_seq(self._context.ctx, seq)
@@ -80,9 +86,17 @@ def _threads(params: Any, threads: int | None) -> None:
 
 
 def generation_context(
-    model: LlamaModel, *, n_ctx: int, slots: int, batch: int, threads: int | None, name: str
+    model: LlamaModel,
+    *,
+    n_ctx: int,
+    slots: int,
+    batch: int,
+    threads: int | None,
+    name: str,
+    cache_types: CacheTypes = DEFAULT,
 ) -> Context:
-    """`slots` KV-cache sequences of `n_ctx` cells each, decoded `batch` tokens at a time."""
+    """`slots` KV-cache sequences of `n_ctx` cells each (of `cache_types`), decoded `batch`
+    tokens at a time."""
     params = llama_cpp.llama_context_default_params()
     params.n_ctx = n_ctx * slots
     params.n_batch = params.n_ubatch = batch
@@ -93,12 +107,28 @@ def generation_context(
     # cache_prompt in owl/engine/scheduler.py.
     params.kv_unified = False
     params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
+    _cache_types(params, cache_types)
     _threads(params, threads)
     failure = EngineError(
         f"llama.cpp could not make {slots} context(s) of {n_ctx} tokens for {name}; "
-        "try a smaller --ctx or fewer --parallel slots"
+        "try a smaller --ctx or fewer --parallel slots" + _cache_hint(cache_types)
     )
     return Context(model, params, failure=failure)
+
+
+_GGML_TYPES = {"f16": "GGML_TYPE_F16", "q8_0": "GGML_TYPE_Q8_0", "q4_0": "GGML_TYPE_Q4_0"}
+
+
+def _cache_types(params: Any, cache_types: CacheTypes) -> None:
+    params.type_k = getattr(llama_cpp, _GGML_TYPES[cache_types.k])
+    params.type_v = getattr(llama_cpp, _GGML_TYPES[cache_types.v])
+
+
+def _cache_hint(cache_types: CacheTypes) -> str:
+    if cache_types.v == "f16":
+        return ""
+    # llama.cpp quantizes the V cache only under flash attention, which some models refuse.
+    return f" (a {cache_types.v} V cache needs flash attention: try --cache-type-v f16)"
 
 
 def embedding_context(
@@ -146,6 +176,7 @@ def scoring_context(
     callback: Any = None,
     error: type[OwlError] = EngineError,
     hint: str = "try a smaller --ctx",
+    cache_types: CacheTypes = DEFAULT,
 ) -> Context:
     """One sequence of `n_ctx` tokens, read in one decode, as `llama-perplexity -c CTX -b CTX`
     and `llama-imatrix` do: n_batch is n_ctx, n_ubatch llama.cpp's default (512, or n_ctx if
@@ -160,6 +191,7 @@ def scoring_context(
     # that alone moves a perplexity by up to 1% (it works in f16 there, with an f16 KV
     # cache); off, owl would not agree with llama-perplexity.
     params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
+    _cache_types(params, cache_types)
     if callback is not None:
         params.cb_eval = callback
         params.cb_eval_user_data = None

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from owl.engine.kv_cache import DEFAULT, CacheTypes
 from owl.engine.llama.batch import Batch
 from owl.engine.llama.context import Context, scoring_context
 from owl.engine.llama.lora import apply_adapters, free_adapters
@@ -49,6 +50,7 @@ class Scorer:
         error: type[OwlError] = EngineError,
         hint: str = "try a smaller --ctx",
         adapters: Sequence[tuple[Path, float]] = (),
+        cache_types: CacheTypes = DEFAULT,
     ) -> None:
         self.name = name or path.name
         self._model = load_model(path, name=self.name, error=error)
@@ -69,6 +71,7 @@ class Scorer:
                 callback=callback,
                 error=error,
                 hint=hint,
+                cache_types=cache_types,
             )
             apply_adapters(self._model, self._context, adapters, self._adapters)
             self.n_ctx = n_ctx
