@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from owl.engine import Model, TokenLogprob
-from owl.server.openai.protocol import (
+from owl.server.openai.bodies import (
     ChatLogprobs,
     CompletionLogprobs,
     TokenLogprobBody,

@@ -29,29 +29,31 @@ from owl.server.choices import Choice, total_usage
 from owl.server.embedding import EmbedTask, check_count, embed
 from owl.server.framing import SSE, framed
 from owl.server.grounded import sources_json
-from owl.server.openai.embedding_inputs import parts_to_inputs
-from owl.server.openai.logprobs import chat_logprobs, completion_logprobs
-from owl.server.openai.protocol import (
+from owl.server.openai.bodies import (
     AssistantMessage,
     ChatChoiceBody,
     ChatCompletion,
     ChatCompletionChunk,
-    ChatCompletionRequest,
     ChatLogprobs,
     ChunkChoice,
     Completion,
     CompletionChoiceBody,
     CompletionLogprobs,
-    CompletionRequest,
     EmbeddingBody,
     EmbeddingList,
-    EmbeddingRequest,
     EmbeddingUsage,
     FunctionCallBody,
     ModelCard,
     ModelList,
     ToolCallBody,
     UsageBody,
+)
+from owl.server.openai.embedding_inputs import parts_to_inputs
+from owl.server.openai.logprobs import chat_logprobs, completion_logprobs
+from owl.server.openai.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
 )
 from owl.server.serving import Job, Reply
 from owl.store import Manifest
