@@ -222,6 +222,12 @@ class Settings(BaseSettings):
         "is refused), and 'private', which lets a server-side pull name loopback and "
         "private-network hosts (a mirror on the LAN).",
     )
+    # owl run's tools (docs/agents.md): MCP servers, each a command line or an http(s) URL.
+    mcp_servers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="MCP servers whose tools owl run offers the model (command lines or "
+        "http(s) URLs, comma-separated).",
+    )
     advisories: Path | None = Field(
         default=None,
         description="An advisory file (TOML, as owl's own) whose entries are added to owl's.",
@@ -265,7 +271,7 @@ class Settings(BaseSettings):
             return parse_size(value)
         return value
 
-    @field_validator("api_keys", "cors_origins", "allowed_sources", mode="before")
+    @field_validator("api_keys", "cors_origins", "allowed_sources", "mcp_servers", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

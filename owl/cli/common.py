@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -141,3 +141,31 @@ CacheTypeV = Annotated[
         "--cache-type-v", help="The V type: f16 (default), q8_0 or q4_0 (flash attention)."
     ),
 ]
+
+
+def chat_lines(history: list[dict[str, Any]], start: int) -> Iterator[str]:
+    """The lines a person types into an interactive chat (`>>> `), until /bye, /exit, /quit
+    or Ctrl-D; /clear forgets `history[start:]`; a line that is not UTF-8 is refused with a
+    word and asked for again."""
+    while True:
+        try:
+            line = input(">>> ")
+        except EOFError:
+            typer.echo("", err=True)
+            return
+        command = line.strip()
+        if not command:
+            continue
+        if command in ("/bye", "/exit", "/quit"):
+            return
+        if command == "/clear":
+            del history[start:]
+            continue
+        if not is_utf8(line):
+            typer.secho(
+                "error: that line is not valid UTF-8 text; type it again",
+                err=True,
+                fg=typer.colors.RED,
+            )
+            continue
+        yield line

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from owl.cli.common import CacheTypeK, CacheTypeV, is_utf8, require_utf8
+from owl.cli.common import CacheTypeK, CacheTypeV, chat_lines, require_utf8
 from owl.config import load_settings
 from owl.engine import Model, SamplingParams
 from owl.errors import InvalidParameter, InvalidPrompt, OwlError
@@ -49,26 +49,7 @@ def _chat(model: Model, system: str | None, params: SamplingParams) -> None:
     )
     history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
     start = len(history)
-    while True:
-        try:
-            line = input(">>> ")
-        except EOFError:
-            typer.echo("", err=True)
-            return
-        if not line.strip():
-            continue
-        if line.strip() in ("/bye", "/exit", "/quit"):
-            return
-        if line.strip() == "/clear":
-            del history[start:]
-            continue
-        if not is_utf8(line):
-            typer.secho(
-                "error: that line is not valid UTF-8 text; type it again",
-                err=True,
-                fg=typer.colors.RED,
-            )
-            continue
+    for line in chat_lines(history, start):
         history.append({"role": "user", "content": line})
         try:
             reply = _stream(model, history, params)
@@ -153,6 +134,15 @@ def run_command(
         list[Path] | None,
         typer.Option(help="An image for a vision model to look at (repeatable)."),
     ] = None,
+    mcp: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mcp",
+            help="An MCP server whose tools the model may call: a command line (stdio) or an "
+            "http(s) URL (repeatable; default OWL_MCP_SERVERS). Calls are shown on stderr; a "
+            "chat asks before each.",
+        ),
+    ] = None,
 ) -> None:
     """Answer PROMPT with MODEL, streaming the reply; without PROMPT, chat.
 
@@ -204,6 +194,14 @@ def run_command(
         prompt = _read_stdin()
     if prompt is None and image:
         raise typer.BadParameter("--image needs a PROMPT to answer about it")
+    servers = mcp or config.mcp_servers
+    if servers:
+        from owl.cli.agents import run_with_tools
+
+        if image:
+            raise typer.BadParameter("--image and MCP tools (--mcp) do not combine yet")
+        run_with_tools(loaded, servers=servers, system=system, prompt=prompt, params=params)
+        return
     if prompt is None:
         _chat(loaded, system, params)
         return

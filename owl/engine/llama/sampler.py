@@ -27,16 +27,18 @@ def make_sampler(vocab: Any, n_vocab: int, params: SamplingParams, history: list
         or params.presence_penalty != 0.0
     )
     if penalised:
-        add(
-            chain,
-            llama_cpp.llama_sampler_init_penalties(
-                n_vocab,
-                PENALTY_LAST_N,
-                params.repeat_penalty,
-                params.frequency_penalty,
-                params.presence_penalty,
-            ),
+        penalties = llama_cpp.llama_sampler_init_penalties(
+            n_vocab,
+            PENALTY_LAST_N,
+            params.repeat_penalty,
+            params.frequency_penalty,
+            params.presence_penalty,
         )
+        # The history goes to the penalties alone: accepted by the whole chain, the prompt's
+        # tokens would also advance the grammar, which then aborts the process.
+        for token in history[-PENALTY_LAST_N:]:
+            llama_cpp.llama_sampler_accept(penalties, token)
+        add(chain, penalties)
     if params.grammar is not None:
         grammar = llama_cpp.llama_sampler_init_grammar(
             vocab, params.grammar.encode("utf-8"), b"root"
@@ -57,9 +59,6 @@ def make_sampler(vocab: Any, n_vocab: int, params: SamplingParams, history: list
         add(chain, llama_cpp.llama_sampler_init_min_p(params.min_p, 1))
         add(chain, llama_cpp.llama_sampler_init_temp(params.temperature))
         add(chain, llama_cpp.llama_sampler_init_dist(seed))
-    if penalised:
-        for token in history[-PENALTY_LAST_N:]:
-            llama_cpp.llama_sampler_accept(chain, token)
     return chain
 
 
