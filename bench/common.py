@@ -37,13 +37,17 @@ def run_and_print(
 ) -> None:
     """Run a benchmark in args.home (default: a temporary OWL_HOME); print its JSON line."""
     started = time.perf_counter()
-    if args.home is not None:
-        result = run(args, args.home.expanduser().resolve())
-    else:
-        with tempfile.TemporaryDirectory(prefix="owl-bench-") as home:
-            result = run(args, Path(home))
+    result = in_home(run, args)
     result["bench_s"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result), flush=True)
+
+
+def in_home(run: Callable[[argparse.Namespace, Path], dict], args: argparse.Namespace) -> dict:
+    """`run(args, home)` in args.home, or in a temporary OWL_HOME removed afterwards."""
+    if args.home is not None:
+        return run(args, args.home.expanduser().resolve())
+    with tempfile.TemporaryDirectory(prefix="owl-bench-") as home:
+        return run(args, Path(home))
 
 
 def free_port() -> int:

@@ -24,11 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import tempfile
 import time
 from pathlib import Path
 
-from common import load_average, log, print_result
+from common import in_home, load_average, log, print_result
 
 from owl.config import Settings
 from owl.docs.chunking import chunk_pages
@@ -186,11 +185,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=None)
     args = parser.parse_args()
     started, load_before = time.perf_counter(), load_average()
-    if args.home is not None:
-        results = run(args, args.home.expanduser().resolve())
-    else:
-        with tempfile.TemporaryDirectory(prefix="owl-bench-") as home:
-            results = run(args, Path(home))
+    results = in_home(run, args)
     print_result("docs_ingest", results, started=started, load_before=load_before)
 
 

@@ -27,12 +27,11 @@ import argparse
 import json
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import load_average, log, print_result
+from common import in_home, load_average, log, print_result
 
 from owl.config import Settings
 from owl.docs.chunking import chunk_pages
@@ -206,11 +205,7 @@ def main() -> None:
     if args.k < 1:
         parser.error(f"--k must be at least 1, not {args.k}")
     started, load_before = time.perf_counter(), load_average()
-    if args.home is not None:
-        results = run(args, args.home.expanduser().resolve())
-    else:
-        with tempfile.TemporaryDirectory(prefix="owl-bench-") as home:
-            results = run(args, Path(home))
+    results = in_home(run, args)
     print_result("docs_retrieval", results, started=started, load_before=load_before)
 
 
