@@ -10,7 +10,7 @@ from owl.docs.grounding import NOT_FOUND, Cited, check_citations, grounded_messa
 from owl.docs.index import Index
 from owl.docs.ingest import TextEmbedder
 from owl.docs.rerank import Rerank
-from owl.docs.retrieve import search
+from owl.docs.retrieve import DEPTH, search
 from owl.docs.types import Hit
 from owl.engine import Model, SamplingParams
 
@@ -48,13 +48,14 @@ def retrieve(
     """The top `k` chunks for `query` (bm25 | vector | hybrid), with the best vector score;
     with `rerank`, the top RERANK_POOL × k reordered by it (their scores become its)."""
     vector = embedder.embed([query], normalize=True, truncate=True).vectors[0]
-    wanted = min(k * RERANK_POOL, 50) if rerank is not None else k
-    hits = search(index, query, query_vector=vector, k=wanted, mode=mode)
+    wanted = min(k * RERANK_POOL, DEPTH) if rerank is not None else k
+    # The vector ranking once: the search's (vector, hybrid) and the best similarity's.
+    nearest = index.nearest(vector, 1 if mode == "bm25" else max(DEPTH, wanted))
+    hits = search(index, query, query_vector=vector, k=wanted, mode=mode, nearest=nearest)
     if rerank is not None and hits:
         scores = rerank(query, [hit.text for hit in hits])
         ranked = sorted(zip(scores, range(len(hits)), strict=True), reverse=True)
         hits = [replace(hits[i], score=float(score)) for score, i in ranked[:k]]
-    nearest = index.nearest(vector, 1)
     return Retrieved(hits, nearest[0].score if nearest else 0.0)
 
 

@@ -14,6 +14,7 @@ from owl.docs.types import Hit
 from owl.errors import DocumentError
 
 MODES = ("bm25", "vector", "hybrid")
+DEPTH = 50  # candidates each ranking gives the fusion
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[Hit]], *, k: int = 60) -> list[Hit]:
@@ -44,12 +45,15 @@ def search(
     query_vector: Sequence[float] | None,
     k: int = 5,
     mode: str = "hybrid",
-    depth: int = 50,
+    depth: int = DEPTH,
+    nearest: Sequence[Hit] | None = None,
 ) -> list[Hit]:
     """The `k` chunks of `index` that best answer `query`.
 
     mode "bm25" ranks by the query's words, "vector" by `query_vector` (the query embedded by
-    the collection's embedder), "hybrid" fuses the top `depth` of each by reciprocal rank."""
+    the collection's embedder), "hybrid" fuses the top `depth` of each by reciprocal rank.
+    `nearest`: the vector ranking for `query_vector` (at least `depth` long, or the whole
+    index) when the caller has it already, so that it is not searched for twice."""
     if mode not in MODES:
         raise DocumentError(f"unknown retrieval mode '{mode}'; use one of {', '.join(MODES)}")
     if k < 1:
@@ -58,8 +62,10 @@ def search(
         raise DocumentError(f"retrieval mode '{mode}' needs the query's vector; or use bm25")
     if mode == "bm25":
         return index.bm25(query, k)
-    if mode == "vector":
-        return index.nearest(query_vector, k)
     depth = max(depth, k)
-    fused = reciprocal_rank_fusion([index.bm25(query, depth), index.nearest(query_vector, depth)])
+    if nearest is None:
+        nearest = index.nearest(query_vector, k if mode == "vector" else depth)
+    if mode == "vector":
+        return list(nearest[:k])
+    fused = reciprocal_rank_fusion([index.bm25(query, depth), nearest[:depth]])
     return fused[:k]
