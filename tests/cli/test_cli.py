@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
-import select
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from owl.store.aliases import aliases
-from tests.conftest import cli_env
-from tests.support.cli import OWL, owl
+from tests.support.cli import TerminalSession, owl
 
 pytestmark = pytest.mark.slow
 
@@ -48,36 +42,15 @@ def test_run_reads_the_prompt_from_a_pipe(owl_env: Path) -> None:
 
 
 def test_interactive_chat_keeps_the_conversation(owl_env: Path) -> None:
-    leader, follower = pty.openpty()
-    process = subprocess.Popen(
-        [OWL, "run", "smollm2", "--temperature", "0", "--max-tokens", "10"],
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-        env=cli_env(owl_env),
-        close_fds=True,
-    )
-    os.close(follower)
-    seen = b""
-
-    def read_until(marker: bytes, count: int) -> None:
-        nonlocal seen
-        deadline = time.monotonic() + 120
-        while seen.count(marker) < count:
-            assert time.monotonic() < deadline, seen.decode(errors="replace")
-            ready, _, _ = select.select([leader], [], [], 1)
-            if ready:
-                seen += os.read(leader, 4096)
-
-    read_until(b">>> ", 1)
-    os.write(leader, b"Hello!\n")
-    read_until(b">>> ", 2)
-    os.write(leader, b"What did I just say?\n")
-    read_until(b">>> ", 3)
-    os.write(leader, b"/bye\n")
-    assert process.wait(timeout=30) == 0
-    os.close(leader)
-    transcript = seen.decode(errors="replace")
+    chat = TerminalSession(owl_env, "run", "smollm2", "--temperature", "0", "--max-tokens", "10")
+    chat.read_until(b">>> ", 1)
+    chat.type("Hello!")
+    chat.read_until(b">>> ", 2)
+    chat.type("What did I just say?")
+    chat.read_until(b">>> ", 3)
+    chat.type("/bye")
+    assert chat.close(timeout=30) == 0
+    transcript = chat.transcript
     assert "chatting with smollm2" in transcript
     answers = [part.split("\n", 1)[1].strip() for part in transcript.split(">>> ")[1:3]]
     assert all(answers), transcript

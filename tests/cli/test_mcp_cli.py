@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import pty
-import select
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_env
-from tests.support.cli import OWL, owl
+from tests.support.cli import TerminalSession, owl
 from tests.support.mcp_server import SECRET_WORD, STDIO_COMMAND
 
 pytestmark = pytest.mark.slow
@@ -47,36 +42,15 @@ def test_a_server_that_does_not_start_is_one_clear_line(owl_env: Path) -> None:
 
 
 def test_a_chat_asks_before_each_call_and_a_no_keeps_it_from_running(owl_env: Path) -> None:
-    leader, follower = pty.openpty()
-    process = subprocess.Popen(
-        [OWL, "run", "smollm2", "--mcp", STDIO_COMMAND, "--temperature", "0"],
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
-        env=cli_env(owl_env),
-        close_fds=True,
-    )
-    os.close(follower)
-    seen = b""
-
-    def read_until(marker: bytes, count: int = 1) -> None:
-        nonlocal seen
-        while seen.count(marker) < count:
-            ready, _, _ = select.select([leader], [], [], 120)
-            assert ready, seen.decode(errors="replace")
-            chunk = os.read(leader, 4096)
-            assert chunk, seen.decode(errors="replace")
-            seen += chunk
-
-    read_until(b">>> ")
-    os.write(leader, QUESTION.encode() + b"\n")
-    read_until(b"? [y/N]")
-    os.write(leader, b"n\n")
-    read_until(b">>> ", 2)
-    os.write(leader, b"/bye\n")
-    assert process.wait(timeout=60) == 0
-    os.close(leader)
-    transcript = seen.decode(errors="replace")
+    chat = TerminalSession(owl_env, "run", "smollm2", "--mcp", STDIO_COMMAND, "--temperature", "0")
+    chat.read_until(b">>> ")
+    chat.type(QUESTION)
+    chat.read_until(b"? [y/N]")
+    chat.type("n")
+    chat.read_until(b">>> ", 2)
+    chat.type("/bye")
+    assert chat.close() == 0
+    transcript = chat.transcript
     assert "run secret_word({})? [y/N]" in transcript
     # Declined: the word never reached the model, so it cannot be in the answer.
     assert SECRET_WORD not in transcript.split("[y/N]", 1)[1]
